@@ -1,0 +1,161 @@
+//! Per-chunk compression: zstd, with byte grouping for floating-point data.
+//!
+//! Byte grouping stores byte 0 of every element, then byte 1 of every element, and so on, so
+//! the slowly varying sign/exponent bytes of floats sit together and compress well while the
+//! noisy mantissa bytes do not spoil them.
+
+use crate::DType;
+
+/// How a chunk's bytes are stored in a pack. The numeric value is written to disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Encoding {
+    Raw = 0,
+    Zstd = 1,
+    Grouped2Zstd = 2,
+    Grouped4Zstd = 4,
+    Grouped8Zstd = 8,
+}
+
+impl Encoding {
+    pub fn from_u8(v: u8) -> Option<Encoding> {
+        Some(match v {
+            0 => Encoding::Raw,
+            1 => Encoding::Zstd,
+            2 => Encoding::Grouped2Zstd,
+            4 => Encoding::Grouped4Zstd,
+            8 => Encoding::Grouped8Zstd,
+            _ => return None,
+        })
+    }
+
+    fn group(self) -> usize {
+        match self {
+            Encoding::Raw | Encoding::Zstd => 1,
+            Encoding::Grouped2Zstd => 2,
+            Encoding::Grouped4Zstd => 4,
+            Encoding::Grouped8Zstd => 8,
+        }
+    }
+
+    /// The encoding to try first for a chunk of this dtype.
+    pub fn for_dtype(dtype: DType) -> Encoding {
+        match (dtype.is_float(), dtype.size()) {
+            (true, 2) => Encoding::Grouped2Zstd,
+            (true, 4) => Encoding::Grouped4Zstd,
+            (true, 8) => Encoding::Grouped8Zstd,
+            _ => Encoding::Zstd,
+        }
+    }
+}
+
+/// Compression settings chosen when the store is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Zstd { level: i32 },
+}
+
+/// A compressed chunk is kept only if it saves at least this share of the raw size.
+const MIN_SAVING: f64 = 0.03;
+
+/// Encodes one chunk; falls back to raw bytes when compression does not pay.
+pub fn encode(raw: &[u8], dtype: DType, compression: Compression) -> (Encoding, Vec<u8>) {
+    let Compression::Zstd { level } = compression else {
+        return (Encoding::Raw, raw.to_vec());
+    };
+    let mut encoding = Encoding::for_dtype(dtype);
+    if raw.len() % encoding.group() != 0 {
+        encoding = Encoding::Zstd;
+    }
+    let grouped;
+    let input = if encoding.group() > 1 {
+        grouped = group_bytes(raw, encoding.group());
+        &grouped[..]
+    } else {
+        raw
+    };
+    match zstd::bulk::compress(input, level) {
+        Ok(packed) if (packed.len() as f64) <= raw.len() as f64 * (1.0 - MIN_SAVING) => {
+            (encoding, packed)
+        }
+        _ => (Encoding::Raw, raw.to_vec()),
+    }
+}
+
+/// Decodes a stored chunk back to `raw_len` raw bytes.
+pub fn decode(encoding: Encoding, stored: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    if encoding == Encoding::Raw {
+        return Ok(stored.to_vec());
+    }
+    let unpacked = zstd::bulk::decompress(stored, raw_len)?;
+    if unpacked.len() != raw_len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "chunk decompressed to {} bytes, expected {raw_len}",
+                unpacked.len()
+            ),
+        ));
+    }
+    if encoding.group() == 1 {
+        return Ok(unpacked);
+    }
+    Ok(ungroup_bytes(&unpacked, encoding.group()))
+}
+
+fn group_bytes(raw: &[u8], width: usize) -> Vec<u8> {
+    let n = raw.len() / width;
+    let mut out = vec![0u8; raw.len()];
+    for (i, element) in raw.chunks_exact(width).enumerate() {
+        for (j, &b) in element.iter().enumerate() {
+            out[j * n + i] = b;
+        }
+    }
+    out
+}
+
+fn ungroup_bytes(grouped: &[u8], width: usize) -> Vec<u8> {
+    let n = grouped.len() / width;
+    let mut out = vec![0u8; grouped.len()];
+    for (i, element) in out.chunks_exact_mut(width).enumerate() {
+        for (j, b) in element.iter_mut().enumerate() {
+            *b = grouped[j * n + i];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_is_a_permutation_that_inverts() {
+        let raw: Vec<u8> = (0..64u8).collect();
+        let g = group_bytes(&raw, 4);
+        assert_eq!(&g[..4], &[0, 4, 8, 12]);
+        assert_eq!(ungroup_bytes(&g, 4), raw);
+    }
+
+    #[test]
+    fn floats_compress_and_round_trip() {
+        let values: Vec<f32> = (0..4096).map(|i| (i as f32 * 0.001).sin() * 0.02).collect();
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let (enc, stored) = encode(&raw, DType::F32, Compression::Zstd { level: 1 });
+        assert_eq!(enc, Encoding::Grouped4Zstd);
+        assert!(stored.len() < raw.len());
+        assert_eq!(decode(enc, &stored, raw.len()).unwrap(), raw);
+    }
+
+    #[test]
+    fn incompressible_bytes_stay_raw() {
+        let mut raw = Vec::new();
+        let mut h = blake3::Hasher::new().finalize_xof();
+        raw.resize(4096, 0);
+        h.fill(&mut raw);
+        let (enc, stored) = encode(&raw, DType::U8, Compression::Zstd { level: 1 });
+        assert_eq!(enc, Encoding::Raw);
+        assert_eq!(stored, raw);
+    }
+}

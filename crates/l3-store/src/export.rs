@@ -1,0 +1,131 @@
+//! Safetensors out: a snapshot, or the tensors a filter keeps, to a file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::id::{ChunkId, SnapshotId};
+use crate::record::ChunkLoc;
+use crate::store::Store;
+use crate::DType;
+
+/// What an export wrote.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ExportOutcome {
+    pub tensors: usize,
+    pub bytes: u64,
+}
+
+/// Writes the tensors of `snapshot` that `keep` accepts to `path` as safetensors, with the
+/// snapshot's metadata. The file appears complete or not at all (written aside, renamed).
+pub fn export_safetensors(
+    store: &Store,
+    snapshot: &SnapshotId,
+    path: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<ExportOutcome> {
+    let (snap, plan) = {
+        let s = store.session()?;
+        let snap = s.get_snapshot(snapshot)?;
+        let mut plan = Vec::new();
+        for entry in snap.tensors.iter().filter(|e| keep(&e.name)) {
+            let rec = s
+                .tensor(&crate::TensorId(entry.tensor))?
+                .ok_or_else(|| Error::missing("tensor", crate::TensorId(entry.tensor)))?;
+            let locs = s.chunk_locs(&rec.chunks)?;
+            plan.push((entry.name.clone(), rec, locs));
+        }
+        (snap, plan)
+    };
+
+    // Header: metadata first, then tensors in name order with consecutive offsets.
+    let mut header = serde_json::Map::new();
+    if !snap.metadata.is_empty() {
+        let meta = snap
+            .metadata
+            .iter()
+            .map(|m| (m.key.clone(), serde_json::Value::String(m.value.clone())))
+            .collect();
+        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
+    }
+    let mut offset = 0u64;
+    for (name, rec, _) in &plan {
+        let dtype = DType::from_code(rec.dtype)
+            .ok_or_else(|| Error::Invalid(format!("tensor \"{name}\": unknown dtype code")))?;
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": dtype.name(),
+                "shape": rec.shape,
+                "data_offsets": [offset, offset + rec.byte_len],
+            }),
+        );
+        offset += rec.byte_len;
+    }
+    let mut json = serde_json::to_vec(&header).expect("JSON maps serialize");
+    while json.len() % 8 != 0 {
+        json.push(b' ');
+    }
+
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.l3-partial-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let io = |e| Error::io(&tmp, e);
+        out.write_all(&(json.len() as u64).to_le_bytes())
+            .map_err(io)?;
+        out.write_all(&json).map_err(io)?;
+        let all: Vec<(ChunkId, ChunkLoc)> = plan
+            .iter()
+            .flat_map(|(_, rec, locs)| {
+                rec.chunks
+                    .iter()
+                    .map(|c| ChunkId(*c))
+                    .zip(locs.iter().copied())
+            })
+            .collect();
+        let batch = rayon::current_num_threads().max(1) * 4;
+        for group in all.chunks(batch) {
+            let raws: Vec<Vec<u8>> = group
+                .par_iter()
+                .map(|(id, loc)| store.read_chunk(id, loc))
+                .collect::<Result<_>>()?;
+            for raw in raws {
+                out.write_all(&raw).map_err(io)?;
+            }
+        }
+        let file = out
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        file.sync_data().map_err(io)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(ExportOutcome {
+        tensors: plan.len(),
+        bytes: offset,
+    })
+}
