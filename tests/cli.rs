@@ -1,0 +1,306 @@
+//! End-to-end tests of the `l3` binary on temporary stores.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
+}
+
+fn checkpoint() -> PathBuf {
+    shared().join("models/all-minilm-l6-v2/model.safetensors")
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        env.ok(&["init", env.store().to_str().unwrap()]);
+        env
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_l3"))
+            .args(args)
+            .env("L3_STORE", self.store())
+            .env("L3_AUTHOR", "tester")
+            .env("NO_COLOR", "1")
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "l3 {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fail(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        assert!(!out.status.success(), "l3 {args:?} should fail");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+}
+
+fn python(script: &str, args: &[&Path]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 is needed for the interoperability tests (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn import_log_show_export_stats_on_the_real_checkpoint() {
+    let env = Env::new();
+    let out = env.json(&[
+        "import",
+        checkpoint().to_str().unwrap(),
+        "-m",
+        "minilm",
+        "--json",
+    ]);
+    assert_eq!(out["tensors"], 104);
+    assert_eq!(out["logical_bytes"], out["new_bytes"]);
+    let commit = out["commit"].as_str().unwrap().to_string();
+    let again = env.json(&["import", checkpoint().to_str().unwrap(), "--json"]);
+    assert_eq!(again["new_bytes"], 0);
+    assert_eq!(again["snapshot"], out["snapshot"]);
+
+    let log = env.ok(&["log", "--first-parent"]);
+    assert!(log.contains(&commit) && log.contains("minilm"), "{log}");
+    assert_eq!(
+        env.ok(&["log", "-n", "1", "--json"])
+            .matches("\"id\"")
+            .count(),
+        1
+    );
+    let show = env.ok(&["show", &commit[..10]]);
+    assert!(show.contains("104 tensors") && show.contains("embeddings.word_embeddings.weight"));
+
+    let stats = env.json(&["stats", "--json"]);
+    assert_eq!(
+        stats["logical_bytes"].as_u64().unwrap(),
+        2 * out["logical_bytes"].as_u64().unwrap()
+    );
+    assert!(stats["stored_bytes"].as_u64().unwrap() < out["logical_bytes"].as_u64().unwrap());
+    assert_eq!(stats["chunks"], 1450);
+
+    // l3 export is read by Python's reference safetensors with identical values.
+    let exported = env.path("out.safetensors");
+    env.ok(&["export", "HEAD", "-o", exported.to_str().unwrap()]);
+    let same = python(
+        "import sys, numpy as np\nfrom safetensors.numpy import load_file\n\
+         a, b = load_file(sys.argv[1]), load_file(sys.argv[2])\n\
+         assert a.keys() == b.keys()\n\
+         assert all(a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and np.array_equal(a[k], b[k]) for k in a)\n\
+         print(len(a))",
+        &[&checkpoint(), &exported],
+    );
+    assert_eq!(same.trim(), "104");
+
+    let part = env.path("part.safetensors");
+    env.ok(&[
+        "export",
+        "HEAD",
+        "-o",
+        part.to_str().unwrap(),
+        "--tensor",
+        "pooler.*",
+    ]);
+    let names = python(
+        "import sys\nfrom safetensors import safe_open\n\
+         print(','.join(sorted(safe_open(sys.argv[1], 'np').keys())))",
+        &[&part],
+    );
+    assert_eq!(names.trim(), "pooler.dense.bias,pooler.dense.weight");
+    assert!(env.ok(&["fsck"]).contains("0 problems"));
+}
+
+#[test]
+fn files_python_writes_import_with_identical_values_and_metadata() {
+    let env = Env::new();
+    let src = env.path("py.safetensors");
+    python(
+        "import sys, numpy as np\nfrom safetensors.numpy import save_file\n\
+         r = np.random.default_rng(0)\n\
+         t = {'f32': r.standard_normal((33, 70001)).astype(np.float32),\n\
+              'f16': r.standard_normal((5, 7)).astype(np.float16),\n\
+              'f64': r.standard_normal((3,)), 'i64': np.arange(-5, 5, dtype=np.int64),\n\
+              'u8': np.arange(256, dtype=np.uint8), 'i32': np.array([[1, -2], [3, -4]], dtype=np.int32),\n\
+              'b': np.array([True, False, True]), 'scalar': np.array(3.5, dtype=np.float32),\n\
+              'empty': np.zeros((0, 4), dtype=np.float32)}\n\
+         save_file(t, sys.argv[1], metadata={'framework': 'numpy', 'step': '12'})",
+        &[&src],
+    );
+    let out = env.json(&["import", src.to_str().unwrap(), "--json"]);
+    assert_eq!(out["tensors"], 9);
+    let back = env.path("back.safetensors");
+    env.ok(&["export", "HEAD", "-o", back.to_str().unwrap()]);
+    let verdict = python(
+        "import sys, numpy as np\nfrom safetensors.numpy import load_file\nfrom safetensors import safe_open\n\
+         a, b = load_file(sys.argv[1]), load_file(sys.argv[2])\n\
+         ok = a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and np.array_equal(a[k], b[k]) for k in a)\n\
+         m = safe_open(sys.argv[2], 'np').metadata()\n\
+         print(ok, m == {'framework': 'numpy', 'step': '12'})",
+        &[&src, &back],
+    );
+    assert_eq!(verdict.trim(), "True True");
+}
+
+#[test]
+fn branches_tags_reset_revert_reflog_diff_and_lineage() {
+    let env = Env::new();
+    let a = env.path("a.safetensors");
+    let b = env.path("b.safetensors");
+    python(
+        "import sys, numpy as np\nfrom safetensors.numpy import save_file\n\
+         w = np.linspace(-1, 1, 40000, dtype=np.float32).reshape(200, 200)\n\
+         save_file({'backbone': w, 'head': np.ones((2, 200), np.float32)}, sys.argv[1])\n\
+         w2 = w.copy(); w2[0, :10] += 0.5\n\
+         save_file({'backbone': w2, 'head': np.ones((2, 200), np.float32), 'head2': np.zeros(3, np.float32)}, sys.argv[2])",
+        &[&a, &b],
+    );
+    let c1 = env
+        .ok(&["import", a.to_str().unwrap(), "-m", "first"])
+        .trim()
+        .to_string();
+    let c2 = env
+        .ok(&["import", b.to_str().unwrap(), "-m", "second"])
+        .trim()
+        .to_string();
+
+    let diff = env.json(&["diff", "HEAD~1", "HEAD", "--json"]);
+    let t = diff["tensors"].as_array().unwrap();
+    let find = |n: &str| t.iter().find(|x| x["name"] == n).unwrap().clone();
+    assert_eq!(find("head2")["status"], "added");
+    assert_eq!(find("head")["status"], "unchanged");
+    let bb = find("backbone");
+    assert_eq!(bb["status"], "changed");
+    assert!((bb["l2_delta"].as_f64().unwrap() - (10.0f64 * 0.25).sqrt()).abs() < 1e-6);
+    assert!((bb["max_abs"].as_f64().unwrap() - 0.5).abs() < 1e-6);
+    assert!((bb["changed_fraction"].as_f64().unwrap() - 10.0 / 40000.0).abs() < 1e-12);
+    assert!(find("head2")["l2_delta"].is_null());
+    assert!(env
+        .ok(&["diff", "HEAD~1", "HEAD", "--stat"])
+        .contains("1 added, 0 removed, 1 changed, 1 unchanged"));
+
+    env.ok(&["tag", "v1", &c1[..12]]);
+    let (code, err) = env.fail(&["tag", "v1", "HEAD"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("tag \"v1\" already exists"), "{err}");
+    env.ok(&["branch", "exp", "v1"]);
+    env.ok(&["switch", "exp"]);
+    assert!(env.ok(&["branch"]).contains("* exp"));
+    env.ok(&["switch", "main"]);
+
+    env.ok(&["reset", "main", "v1"]);
+    assert_eq!(env.ok(&["log", "-n", "1", "--json"]).contains(&c1), true);
+    let reflog = env.json(&["reflog", "main", "--json"]);
+    assert_eq!(reflog.as_array().unwrap().len(), 3);
+    env.ok(&["reset", "main", &c2]);
+    let reverted = env.ok(&["revert", "v1"]).trim().to_string();
+    let show = env.json(&["show", &reverted, "--json"]);
+    assert_eq!(show["commit"]["parents"][0], c2.as_str());
+    assert_eq!(
+        show["tensors"].as_array().unwrap().len(),
+        2,
+        "the knowledge of v1"
+    );
+
+    assert_eq!(env.ok(&["merge-base", "exp", "main"]).trim(), c1);
+    assert!(env
+        .fail(&["blame", "head2"])
+        .1
+        .contains("no tensor named \"head2\""));
+    assert!(env.ok(&["blame", "backbone"]).starts_with(&reverted[..12]));
+    let dot = env.ok(&["lineage", "HEAD", "--dot"]);
+    assert!(
+        dot.starts_with("digraph")
+            && dot.contains(&format!("\"{}\" -> \"{}\"", &reverted[..12], &c2[..12]))
+    );
+    let desc = env.json(&["lineage", &c1, "--descendants", "--json"]);
+    assert_eq!(desc.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn bad_input_gets_one_line_errors_and_exit_codes() {
+    let env = Env::new();
+    let (code, err) = env.fail(&["log"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("has no commits yet"), "{err}");
+    let lfs = env.path("model.safetensors");
+    std::fs::write(
+        &lfs,
+        "version https://git-lfs.github.com/spec/v1\noid sha256:00\nsize 1\n",
+    )
+    .unwrap();
+    let (code, err) = env.fail(&["import", lfs.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("Git LFS pointer") && err.lines().count() <= 2,
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+    let (code, _) = env.fail(&["frobnicate"]);
+    assert_eq!(code, 2, "usage errors exit 2");
+    let (code, err) = env.fail(&["show", "nope~2"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("revision \"nope~2\""), "{err}");
+    let (_, err) = env.fail(&["--store", env.path("nowhere").to_str().unwrap(), "log"]);
+    assert!(
+        err.contains("not an l3 store") && err.contains("hint:"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_closed_pipe_is_not_an_error() {
+    let env = Env::new();
+    env.ok(&["import", checkpoint().to_str().unwrap()]);
+    // `show` prints more than `head` reads; l3 must exit 0, silently.
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("'{}' log --graph | head -c 1 >/dev/null; '{}' show HEAD | head -c 10 >/dev/null; echo ${{PIPESTATUS[0]}}", env!("CARGO_BIN_EXE_l3"), env!("CARGO_BIN_EXE_l3")))
+        .env("L3_STORE", env.store())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
