@@ -2,7 +2,7 @@
 
 mod data;
 mod diff;
-mod history;
+pub mod history;
 mod init;
 mod maint;
 mod refs;

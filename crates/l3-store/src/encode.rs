@@ -14,7 +14,7 @@ fn put_bytes(h: &mut blake3::Hasher, bytes: &[u8]) {
     h.update(bytes);
 }
 
-pub fn tensor_id(dtype: DType, shape: &[u64], chunks: &[ChunkId]) -> TensorId {
+pub(crate) fn tensor_id(dtype: DType, shape: &[u64], chunks: &[ChunkId]) -> TensorId {
     let mut h = TensorId::hasher();
     h.update(&[dtype.code()]);
     h.update(&(shape.len() as u64).to_le_bytes());
@@ -28,7 +28,7 @@ pub fn tensor_id(dtype: DType, shape: &[u64], chunks: &[ChunkId]) -> TensorId {
     TensorId(*h.finalize().as_bytes())
 }
 
-pub fn snapshot_id(
+pub(crate) fn snapshot_id(
     tensors: &BTreeMap<String, TensorId>,
     metadata: &BTreeMap<String, String>,
 ) -> SnapshotId {
@@ -46,7 +46,7 @@ pub fn snapshot_id(
     SnapshotId(*h.finalize().as_bytes())
 }
 
-pub fn commit_id(
+pub(crate) fn commit_id(
     snapshot: &SnapshotId,
     parents: &[CommitId],
     author: &str,
@@ -67,7 +67,7 @@ pub fn commit_id(
     CommitId(*h.finalize().as_bytes())
 }
 
-pub fn dataset_id(name: &str, snapshot: &SnapshotId) -> DatasetId {
+pub(crate) fn dataset_id(name: &str, snapshot: &SnapshotId) -> DatasetId {
     let mut h = DatasetId::hasher();
     put_bytes(&mut h, name.as_bytes());
     h.update(snapshot.as_bytes());
@@ -109,4 +109,25 @@ mod tests {
         let m2 = BTreeMap::from([("a".to_string(), "b".to_string())]);
         assert_ne!(snapshot_id(&a, &m1), snapshot_id(&a, &m2));
     }
+}
+
+/// The id a snapshot of these tensors would get in a store of this chunk size, computed
+/// without a store (for checking that a re-run reproduced a commit bit for bit).
+pub fn snapshot_id_of(
+    tensors: &BTreeMap<String, crate::TensorData>,
+    metadata: &BTreeMap<String, String>,
+    chunk_size: u32,
+) -> SnapshotId {
+    let ids = tensors
+        .iter()
+        .map(|(name, t)| {
+            let chunks: Vec<ChunkId> = t
+                .bytes
+                .chunks(chunk_size as usize)
+                .map(crate::id::chunk_id)
+                .collect();
+            (name.clone(), tensor_id(t.dtype, &t.shape, &chunks))
+        })
+        .collect();
+    snapshot_id(&ids, metadata)
 }

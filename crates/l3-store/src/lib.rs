@@ -34,6 +34,7 @@ pub use commit::{
 };
 pub use diff::{diff, Status, TensorDiff};
 pub use dtype::{byte_len, DType, ShapeError, TensorData, UnknownDType};
+pub use encode::snapshot_id_of;
 pub use error::{Error, Result};
 pub use export::{export_safetensors, ExportOutcome};
 pub use fsck::{fsck, FsckReport, Problem};
