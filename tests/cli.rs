@@ -227,7 +227,7 @@ fn branches_tags_reset_revert_reflog_diff_and_lineage() {
     env.ok(&["switch", "main"]);
 
     env.ok(&["reset", "main", "v1"]);
-    assert_eq!(env.ok(&["log", "-n", "1", "--json"]).contains(&c1), true);
+    assert!(env.ok(&["log", "-n", "1", "--json"]).contains(&c1));
     let reflog = env.json(&["reflog", "main", "--json"]);
     assert_eq!(reflog.as_array().unwrap().len(), 3);
     env.ok(&["reset", "main", &c2]);
@@ -303,4 +303,152 @@ fn a_closed_pipe_is_not_an_error() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_main_job_runs_a_stream_and_metrics_reproduce_and_rollback_work() {
+    let env = Env::new();
+    let stream = Path::new(env!("CARGO_MANIFEST_DIR")).join("streams/split-digits-til.toml");
+    let out = env.json(&["run", stream.to_str().unwrap(), "--json"]);
+    let m = &out["metrics"];
+    assert_eq!(m["tasks"].as_array().unwrap().len(), 5);
+    let matrix = m["matrix"].as_array().unwrap();
+    let last: Vec<f64> = matrix[4]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(last.len(), 5);
+    let acc = last.iter().sum::<f64>() / 5.0;
+    assert!(
+        (m["acc"].as_f64().unwrap() - acc).abs() < 1e-12,
+        "ACC is the mean of the last row"
+    );
+    assert!(acc > 0.9, "task-incremental Split-Digits reaches {acc}");
+    let bwt: f64 = (0..4)
+        .map(|j| last[j] - matrix[j][j].as_f64().unwrap())
+        .sum::<f64>()
+        / 4.0;
+    assert!((m["bwt"].as_f64().unwrap() - bwt).abs() < 1e-12);
+
+    // The run's branch became current; its history is root + 5 tasks.
+    let log = env.json(&["log", "--json"]);
+    assert_eq!(log.as_array().unwrap().len(), 6);
+    assert!(env.ok(&["metrics"]).contains("ACC"));
+    assert!(env
+        .ok(&["reproduce", "HEAD~2"])
+        .starts_with("bit-identical"));
+
+    // Every commit names its data; the data sets know who learned from them.
+    let users = env.json(&[
+        "log",
+        "--data",
+        "split-digits-til/digits-2-3/train",
+        "--json",
+    ]);
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    let diff = env.json(&["diff", "HEAD~1", "HEAD", "--json"]);
+    let added: Vec<&str> = diff["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["status"] == "added")
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        added,
+        vec![
+            "model/heads/digits-8-9/bias",
+            "model/heads/digits-8-9/weight"
+        ]
+    );
+    let head_before = env.json(&["show", "HEAD", "--json"])["commit"]["id"].clone();
+    env.ok(&["reset", "split-digits-til", "HEAD~2"]);
+    assert_eq!(env.json(&["log", "--json"]).as_array().unwrap().len(), 4);
+    let reflog = env.json(&["reflog", "--json"]);
+    assert_eq!(
+        reflog.as_array().unwrap().last().unwrap()["old"],
+        head_before
+    );
+}
+
+#[test]
+fn train_one_task_then_workers_take_queued_jobs() {
+    let env = Env::new();
+    let first = env.ok(&[
+        "train",
+        "--task",
+        "a",
+        "--data",
+        "optdigits",
+        "--classes",
+        "0,1",
+        "--hidden",
+        "32",
+        "--epochs",
+        "1",
+    ]);
+    let commit = first.lines().next().unwrap().to_string();
+    assert!(first.contains("  a "));
+    let show = env.json(&["show", &commit, "--json"]);
+    assert_eq!(show["commit"]["record"]["kind"], "train");
+    assert_eq!(
+        show["commit"]["parents"].as_array().unwrap().len(),
+        1,
+        "a root was made first"
+    );
+
+    let j1 = env.ok(&[
+        "job",
+        "submit",
+        "--task",
+        "b",
+        "--data",
+        "optdigits",
+        "--classes",
+        "2,3",
+        "--epochs",
+        "1",
+    ]);
+    let j2 = env.ok(&[
+        "job",
+        "submit",
+        "--task",
+        "c",
+        "--data",
+        "optdigits",
+        "--classes",
+        "4,5",
+        "--epochs",
+        "1",
+    ]);
+    assert_ne!(j1, j2);
+    // Two workers side by side; both jobs start from the same parent, so one moves the
+    // branch and the other's commit is kept on jobs/<id> with its true parent.
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_l3"))
+            .args(["worker", "--once"])
+            .env("L3_STORE", env.store())
+            .spawn()
+            .unwrap()
+    };
+    let (mut w1, mut w2) = (spawn(), spawn());
+    assert!(w1.wait().unwrap().success() && w2.wait().unwrap().success());
+    let jobs = env.json(&["job", "ls", "--json"]);
+    let jobs = jobs.as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs.iter().all(|j| j["state"] == "done"), "{jobs:?}");
+    let branches: Vec<String> = jobs
+        .iter()
+        .map(|j| j["result"]["branch"].as_str().unwrap().to_string())
+        .collect();
+    assert!(branches.contains(&"main".to_string()));
+    let loser = branches
+        .iter()
+        .find(|b| b.starts_with("jobs/"))
+        .expect("one lost the race");
+    let parent_of = |rev: &str| env.json(&["show", rev, "--json"])["commit"]["parents"][0].clone();
+    assert_eq!(parent_of(loser), serde_json::json!(commit));
+    assert_eq!(parent_of("main"), serde_json::json!(commit));
 }

@@ -289,13 +289,30 @@ pub fn run_stream(cli: &Cli, args: &RunArgs) -> Result<String> {
         }
         Err(e) => return Err(e.into()),
     };
-    let branch = args.branch.clone().unwrap_or_else(|| spec.name.clone());
-    if store
-        .session()?
-        .get_ref(&RefName::Branch(branch.clone()))?
-        .is_some()
-    {
-        bail!("branch \"{branch}\" already exists; pass --branch NAME for a new run");
+    let taken = |b: &str| -> Result<bool> {
+        Ok(store
+            .session()?
+            .get_ref(&RefName::Branch(b.to_string()))?
+            .is_some())
+    };
+    let branch = match &args.branch {
+        Some(b) if taken(b)? => bail!("branch \"{b}\" already exists; pick another --branch"),
+        Some(b) => b.clone(),
+        // A repeated run of the same stream gets the next free name: name-2, name-3, ...
+        None => {
+            let mut name = spec.name.clone();
+            let mut n = 1;
+            while taken(&name)? {
+                n += 1;
+                name = format!("{}-{n}", spec.name);
+            }
+            name
+        }
+    };
+    // A store whose current branch is empty follows the stream's branch.
+    let head = store.session()?.head_branch()?;
+    if !taken(&head)? {
+        store.set_head(&branch)?;
     }
     let mut read = |p: &Path| -> l3_worker::Result<BTreeMap<String, TensorData>> {
         read_safetensors(p).map_err(|e| l3_worker::Error::Dataset(e.to_string()))

@@ -65,7 +65,7 @@ pub fn encode(raw: &[u8], dtype: DType, compression: Compression) -> (Encoding, 
         return (Encoding::Raw, raw.to_vec());
     };
     let mut encoding = Encoding::for_dtype(dtype);
-    if raw.len() % encoding.group() != 0 {
+    if !raw.len().is_multiple_of(encoding.group()) {
         encoding = Encoding::Zstd;
     }
     let grouped;

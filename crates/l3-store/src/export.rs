@@ -66,7 +66,7 @@ pub fn export_safetensors(
         offset += rec.byte_len;
     }
     let mut json = serde_json::to_vec(&header).expect("JSON maps serialize");
-    while json.len() % 8 != 0 {
+    while !json.len().is_multiple_of(8) {
         json.push(b' ');
     }
 

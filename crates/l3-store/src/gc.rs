@@ -328,7 +328,6 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
                 moved.push((*cid, *loc, new));
             }
             writer.sync().map_err(|e| Error::io(&writer.path, e))?;
-            report.bytes_reclaimed -= writer.len().min(report.bytes_reclaimed).min(0);
             unregister_and_delete(store, id, &path, &moved, Some(writer.id))?;
             report.packs_rewritten += 1;
         }

@@ -139,7 +139,15 @@ impl Store {
     /// Adds a job (any JSON the worker understands) to the queue.
     pub fn submit_job(&self, spec: &serde_json::Value) -> Result<u64> {
         let s = self.session()?;
-        let id = s.t.db.generate_id()? + 1;
+        let next = s.t.meta.update_and_fetch("next-job", |old| {
+            let n = old
+                .and_then(|o| o.try_into().ok())
+                .map_or(0, u64::from_le_bytes);
+            Some((n + 1).to_le_bytes().to_vec())
+        })?;
+        let id = next
+            .and_then(|v| v.as_ref().try_into().ok())
+            .map_or(1, u64::from_le_bytes);
         let rec = JobRecord {
             spec_json: spec.to_string(),
             state: JobState::Queued.code(),

@@ -121,7 +121,7 @@ impl StoreConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.chunk_size < 1024 || self.chunk_size > (1 << 30) || self.chunk_size % 8 != 0 {
+        if self.chunk_size < 1024 || self.chunk_size > (1 << 30) || !self.chunk_size.is_multiple_of(8) {
             return Err(Error::Invalid(format!(
                 "chunk size {} must be a multiple of 8 between 1 KiB and 1 GiB",
                 self.chunk_size
@@ -499,8 +499,8 @@ impl Store {
                 .collect::<Result<_>>()?
         };
         let bytes = parts.concat();
-        Ok(crate::TensorData::new(dtype, rec.shape, bytes)
-            .map_err(|e| Error::Invalid(format!("tensor {id}: {e}")))?)
+        crate::TensorData::new(dtype, rec.shape, bytes)
+            .map_err(|e| Error::Invalid(format!("tensor {id}: {e}")))
     }
 
     /// Reads every tensor of a snapshot, or those whose names `keep` accepts.
