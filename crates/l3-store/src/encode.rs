@@ -74,6 +74,27 @@ pub(crate) fn dataset_id(name: &str, snapshot: &SnapshotId) -> DatasetId {
     DatasetId(*h.finalize().as_bytes())
 }
 
+/// The id a snapshot of these tensors would get in a store of this chunk size, computed
+/// without a store (for checking that a re-run reproduced a commit bit for bit).
+pub fn snapshot_id_of(
+    tensors: &BTreeMap<String, crate::TensorData>,
+    metadata: &BTreeMap<String, String>,
+    chunk_size: u32,
+) -> SnapshotId {
+    let ids = tensors
+        .iter()
+        .map(|(name, t)| {
+            let chunks: Vec<ChunkId> = t
+                .bytes
+                .chunks(chunk_size as usize)
+                .map(crate::id::chunk_id)
+                .collect();
+            (name.clone(), tensor_id(t.dtype, &t.shape, &chunks))
+        })
+        .collect();
+    snapshot_id(&ids, metadata)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,25 +130,4 @@ mod tests {
         let m2 = BTreeMap::from([("a".to_string(), "b".to_string())]);
         assert_ne!(snapshot_id(&a, &m1), snapshot_id(&a, &m2));
     }
-}
-
-/// The id a snapshot of these tensors would get in a store of this chunk size, computed
-/// without a store (for checking that a re-run reproduced a commit bit for bit).
-pub fn snapshot_id_of(
-    tensors: &BTreeMap<String, crate::TensorData>,
-    metadata: &BTreeMap<String, String>,
-    chunk_size: u32,
-) -> SnapshotId {
-    let ids = tensors
-        .iter()
-        .map(|(name, t)| {
-            let chunks: Vec<ChunkId> = t
-                .bytes
-                .chunks(chunk_size as usize)
-                .map(crate::id::chunk_id)
-                .collect();
-            (name.clone(), tensor_id(t.dtype, &t.shape, &chunks))
-        })
-        .collect();
-    snapshot_id(&ids, metadata)
 }

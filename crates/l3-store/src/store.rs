@@ -121,7 +121,10 @@ impl StoreConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
-        if self.chunk_size < 1024 || self.chunk_size > (1 << 30) || !self.chunk_size.is_multiple_of(8) {
+        if self.chunk_size < 1024
+            || self.chunk_size > (1 << 30)
+            || !self.chunk_size.is_multiple_of(8)
+        {
             return Err(Error::Invalid(format!(
                 "chunk size {} must be a multiple of 8 between 1 KiB and 1 GiB",
                 self.chunk_size

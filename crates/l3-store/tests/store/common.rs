@@ -47,14 +47,12 @@ pub fn write_st(
     std::fs::write(path, bytes).unwrap();
 }
 
+/// Tensors by name: (dtype name, shape, bytes).
+pub type StTensors = BTreeMap<String, (String, Vec<usize>, Vec<u8>)>;
+
 /// Every tensor of a safetensors file, read by the reference implementation:
 /// name -> (dtype name, shape, bytes), plus the metadata.
-pub fn read_st(
-    path: &Path,
-) -> (
-    BTreeMap<String, (String, Vec<usize>, Vec<u8>)>,
-    HashMap<String, String>,
-) {
+pub fn read_st(path: &Path) -> (StTensors, HashMap<String, String>) {
     let bytes = std::fs::read(path).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();

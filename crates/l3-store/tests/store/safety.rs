@@ -326,7 +326,7 @@ fn gc_reclaims_unreachable_snapshots_and_keeps_everything_reachable() {
         after < before && before - after >= r.bytes_reclaimed / 2,
         "{before} -> {after}, {r:?}"
     );
-    assert_eq!(dry.bytes_reclaimed > 0, true);
+    assert!(dry.bytes_reclaimed > 0);
 
     assert!(store
         .session()
