@@ -216,6 +216,12 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         if opts.dry_run {
             report.bytes_reclaimed = dead_bytes_by_pack.values().sum();
         } else {
+            if crate::faults::fires(crate::faults::Fault::MetaCommit) {
+                return Err(Error::io(
+                    store.root().join("meta"),
+                    crate::faults::device_error(),
+                ));
+            }
             for k in dead_objects {
                 t.objects.remove(k)?;
             }

@@ -13,6 +13,8 @@ mod dtype;
 mod encode;
 mod error;
 mod export;
+#[doc(hidden)]
+pub mod faults;
 mod fsck;
 mod gc;
 mod id;

@@ -84,6 +84,11 @@ impl PackWriter {
         entry.extend_from_slice(&(stored.len() as u32).to_le_bytes());
         entry.extend_from_slice(id.as_bytes());
         entry.extend_from_slice(stored);
+        if crate::faults::fires(crate::faults::Fault::PackWriteHalf) {
+            self.file
+                .write_all_at(&entry[..entry.len() / 2], self.len)?;
+            return Err(crate::faults::storage_full());
+        }
         self.file.write_all_at(&entry, self.len)?;
         let loc = ChunkLoc {
             pack: self.id,
@@ -102,6 +107,9 @@ impl PackWriter {
 
     /// Makes every appended entry durable.
     pub fn sync(&self) -> io::Result<()> {
+        if crate::faults::fires(crate::faults::Fault::PackSync) {
+            return Err(crate::faults::device_error());
+        }
         self.file.sync_data()
     }
 }

@@ -393,6 +393,12 @@ impl<'a> Stage<'a> {
             let outcome = {
                 let _shared = store.collect_lock().read().expect("collect lock poisoned");
                 let s = store.session()?;
+                if crate::faults::fires(crate::faults::Fault::MetaCommit) {
+                    return Err(Error::io(
+                        store.root().join("meta"),
+                        crate::faults::device_error(),
+                    ));
+                }
                 let t = &s.t;
                 let trees = (
                     &t.objects,

@@ -432,11 +432,17 @@ impl Store {
 
     /// Makes everything this process appended to its pack durable.
     pub(crate) fn sync_writer(&self) -> Result<()> {
-        let writer = self.shared.writer.lock().expect("pack writer poisoned");
-        match writer.as_ref() {
-            Some(w) => w.sync().map_err(|e| Error::io(&w.path, e)),
-            None => Ok(()),
-        }
+        let mut writer = self.shared.writer.lock().expect("pack writer poisoned");
+        let Some(w) = writer.as_ref() else {
+            return Ok(());
+        };
+        let path = w.path.clone();
+        w.sync().map_err(|e| {
+            // After a failed fsync the pack's unsynced tail is in an unknown state: never
+            // append to it again (its entries were not indexed, so nothing refers to them).
+            *writer = None;
+            Error::io(path, e)
+        })
     }
 
     /// Drops this process's pack writer (and its lock), e.g. before the process idles.
