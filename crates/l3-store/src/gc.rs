@@ -247,25 +247,20 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         by_pack
     };
 
-    // Compact: rewrite packs with much garbage, delete packs with none live.
+    // Compact: rewrite packs with much garbage, delete packs with none live. A pack's lock is
+    // checked first: once a pack is seen unlocked its writer is done with it (a writer
+    // registers and indexes its chunks before it unlocks), so no index entry can start
+    // pointing at it afterwards and the live map read after that is exact.
     let dir = store.packs_dir();
-    let registered: HashSet<u64> = {
-        let s = store.session()?;
-        let mut out = HashSet::new();
-        for item in s.t.packs.iter() {
-            let (k, _) = item?;
-            out.insert(u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])));
-        }
-        out
-    };
     let own = store.writer_pack();
+    let mut candidates = Vec::new();
     let entries = fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(&dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-        if name.ends_with(".tmp") || name.contains(".pack.tmp") {
+        if name.ends_with(".tmp") {
             let age = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -287,6 +282,24 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             report.packs_in_use += 1;
             continue;
         }
+        candidates.push((id, path, size));
+    }
+    let live_chunks_by_pack = if opts.dry_run {
+        live_chunks_by_pack
+    } else {
+        let _exclusive = store.collect_lock().write().expect("collect lock poisoned");
+        let s = store.session()?;
+        let mut by_pack: HashMap<u64, Vec<(ChunkId, ChunkLoc)>> = HashMap::new();
+        for item in s.t.chunks.iter() {
+            let (k, v) = item?;
+            let loc: ChunkLoc = record::decode(&v)?;
+            let id = ChunkId::from_slice(&k).expect("chunk keys hold 32 bytes");
+            by_pack.entry(loc.pack).or_default().push((id, loc));
+        }
+        by_pack
+    };
+    let registered = registered_packs(store)?;
+    for (id, path, size) in candidates {
         let live = live_chunks_by_pack
             .get(&id)
             .map(Vec::as_slice)
@@ -301,7 +314,7 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             report.bytes_reclaimed += size;
             report.packs_deleted += 1;
             if !opts.dry_run {
-                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                let _ = fs::remove_file(&path);
             }
             continue;
         }
@@ -342,6 +355,16 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
     Ok(report)
 }
 
+fn registered_packs(store: &Store) -> Result<HashSet<u64>> {
+    let s = store.session()?;
+    let mut out = HashSet::new();
+    for item in s.t.packs.iter() {
+        let (k, _) = item?;
+        out.insert(u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8])));
+    }
+    Ok(out)
+}
+
 fn read_stored(path: &std::path::Path, loc: &ChunkLoc) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let f = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -380,5 +403,8 @@ fn unregister_and_delete(
         s.t.packs.remove(old.to_be_bytes())?;
         s.t.db.flush()?;
     }
-    fs::remove_file(path).map_err(|e| Error::io(path, e))
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
 }
