@@ -452,3 +452,54 @@ fn train_one_task_then_workers_take_queued_jobs() {
     assert_eq!(parent_of(loser), serde_json::json!(commit));
     assert_eq!(parent_of("main"), serde_json::json!(commit));
 }
+
+#[test]
+fn a_worker_snapshot_with_a_renamed_tensor_is_refused_with_the_names() {
+    let env = Env::new();
+    env.ok(&[
+        "train",
+        "--task",
+        "a",
+        "--data",
+        "optdigits",
+        "--classes",
+        "0,1",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+    ]);
+    let good = env.path("k.safetensors");
+    let bad = env.path("renamed.safetensors");
+    env.ok(&["export", "HEAD", "-o", good.to_str().unwrap()]);
+    python(
+        "import sys\nfrom safetensors.numpy import load_file, save_file\nfrom safetensors import safe_open\n\
+         t = load_file(sys.argv[1]); m = safe_open(sys.argv[1], 'np').metadata()\n\
+         t['model/backbone/0/weights'] = t.pop('model/backbone/0/weight')\n\
+         save_file(t, sys.argv[2], metadata=m)",
+        &[&good, &bad],
+    );
+    env.ok(&["import", bad.to_str().unwrap(), "--branch", "broken"]);
+    let (code, err) = env.fail(&[
+        "train",
+        "--from",
+        "broken",
+        "--branch",
+        "broken",
+        "--task",
+        "b",
+        "--data",
+        "optdigits",
+        "--classes",
+        "2,3",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("model/backbone/0/weight") && err.contains("model/backbone/0/weights"),
+        "{err}"
+    );
+    assert!(
+        err.contains("missing") && err.contains("unexpected"),
+        "{err}"
+    );
+}

@@ -49,7 +49,7 @@ pub use import::{
 pub use lineage::{record_datasets, CommitInfo};
 pub use numeric::floats;
 pub use ops::{Job, JobState, MAX_ATTEMPTS};
-pub use record::{ChunkLoc, CommitRecord, SnapshotRecord, TensorRecord};
+pub use record::{decode_any_record, ChunkLoc, CommitRecord, SnapshotRecord, TensorRecord};
 pub use refs::{check_name, Expect, RefLogEntry, RefName, RefUpdate};
 pub use stage::{Finished, NewCommit, Source, Stage, TensorInput};
 pub use stats::{stats, Stats};

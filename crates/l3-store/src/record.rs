@@ -190,6 +190,21 @@ record_kind!(PinRecord, b'P', "pin");
 record_kind!(PackRecord, b'A', "pack");
 record_kind!(JobRecord, b'J', "job");
 
+/// Decodes `bytes` as every record kind in turn, discarding the results: for fuzzing that
+/// validation refuses bad archives instead of misreading them.
+#[doc(hidden)]
+pub fn decode_any_record(bytes: &[u8]) {
+    let _ = decode::<ChunkLoc>(bytes);
+    let _ = decode::<TensorRecord>(bytes);
+    let _ = decode::<SnapshotRecord>(bytes);
+    let _ = decode::<CommitRecord>(bytes);
+    let _ = decode::<DatasetRecord>(bytes);
+    let _ = decode::<RefLogRecord>(bytes);
+    let _ = decode::<PinRecord>(bytes);
+    let _ = decode::<PackRecord>(bytes);
+    let _ = decode::<JobRecord>(bytes);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
