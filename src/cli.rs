@@ -228,7 +228,7 @@ pub enum DataCommand {
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
     /// Queue a training job (same options as `l3 train`)
-    Submit(crate::cmd::train::TrainArgs),
+    Submit(Box<crate::cmd::train::TrainArgs>),
     /// List jobs
     Ls {
         #[arg(long)]

@@ -53,7 +53,6 @@ pub fn log(
     }
     let decor = decorations(&s)?;
     let mut out = String::new();
-    let shown: BTreeSet<CommitId> = commits.iter().map(|c| c.id).collect();
     for c in &commits {
         let refs = decor.get(&c.id).cloned().unwrap_or_default();
         if graph {
@@ -64,12 +63,7 @@ pub fn log(
                 if merge { "M" } else { "*" },
                 render::commit_line(c, &refs)
             );
-            for p in c
-                .parents
-                .iter()
-                .skip(1)
-                .filter(|p| !shown.contains(p) || true)
-            {
+            for p in c.parents.iter().skip(1) {
                 let _ = writeln!(out, "|\\  merges {}", p.short(12));
             }
             if !c.parents.is_empty() {

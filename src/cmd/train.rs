@@ -604,13 +604,10 @@ pub fn load_table(file: &Path, label: Option<&str>) -> Result<BTreeMap<String, T
             Dataset::from_tensor_map(&t, "x", "y")?
         }
         _ => {
-            let label = match label {
-                None => None,
-                Some(l) => Some(
-                    l.parse::<usize>()
-                        .map_or_else(|_| LabelColumn::Name(l.to_string()), LabelColumn::Index),
-                ),
-            };
+            let label = label.map(|l| {
+                l.parse::<usize>()
+                    .map_or_else(|_| LabelColumn::Name(l.to_string()), LabelColumn::Index)
+            });
             let text = std::fs::read_to_string(file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let columns = text.lines().next().map_or(0, |l| l.split(',').count());

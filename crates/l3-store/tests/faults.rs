@@ -41,13 +41,14 @@ fn opts(branch: &str) -> CommitOptions {
     }
 }
 
-/// Refs and every reachable snapshot's bytes.
-fn state(
-    store: &Store,
-) -> (
+/// Branches, and the bytes of every snapshot they point at.
+type State = (
     Vec<(String, l3_store::CommitId)>,
     BTreeMap<SnapshotId, BTreeMap<String, TensorData>>,
-) {
+);
+
+/// Refs and every reachable snapshot's bytes.
+fn state(store: &Store) -> State {
     let s = store.session().unwrap();
     let refs = s.branches().unwrap();
     let snaps: Vec<SnapshotId> = refs

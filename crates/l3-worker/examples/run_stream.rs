@@ -64,17 +64,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             p.display()
         )))
     })?;
-    let result = run_stream(&spec, &data, &mut |i, _, r| {
+    let mut checksum = String::new();
+    let result = run_stream(&spec, &data, &mut |i, k, r| {
         eprintln!(
             "task {i} {}: loss {:.4} in {:.2}s",
             r.task, r.final_loss, r.wall_time_s
         );
+        // FNV-1a over every tensor's name and bytes: equal runs give equal sums.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for (name, t) in k.to_tensors()? {
+            for b in name.bytes().chain(t.bytes.iter().copied()) {
+                h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        checksum = format!("{h:016x}");
         Ok(())
     })?;
     for row in &result.accuracy {
         let cells: Vec<String> = row.iter().map(|a| format!("{a:.3}")).collect();
         println!("{}", cells.join(" "));
     }
+    println!("final snapshot checksum {checksum}");
     let m = &result.metrics;
     println!(
         "{} {} {}: ACC {:.4} BWT {:.4} FWT {:.4} forgetting {:.4} NFR {:?} time {:.2}s",

@@ -23,19 +23,25 @@
 //!
 //! # Tensor naming scheme
 //!
-//! | name | dtype, shape | content |
-//! | --- | --- | --- |
-//! | `model/backbone/<i>/weight` | F32 `[out, in]` | hidden layer `i` (0-based) |
-//! | `model/backbone/<i>/bias` | F32 `[out]` | |
-//! | `model/heads/<head>/weight` | F32 `[classes, last hidden]` | `<head>` = task name, or `all` |
-//! | `model/heads/<head>/bias` | F32 `[classes]` | |
-//! | `state/ewc/fisher/<param name>` | F32, as the parameter | online-EWC Fisher diagonal, e.g. `state/ewc/fisher/model/backbone/0/weight` |
-//! | `state/replay/x` | F32 `[m, d]` | replay buffer inputs |
-//! | `state/replay/y` | U32 `[m]` | their labels |
-//! | `state/replay/task` | U32 `[m]` | their task's index in the registry |
-//! | `state/replay/seen` | U64 `[]` | samples offered to the reservoir so far (`m = min(seen, capacity)`) |
-//! | `state/rng` | U8 `[56]` | reservoir sampler ChaCha8 state: seed (32), stream (u64 LE), word position (u128 LE) |
-//! | `state/registry` | U8 `[len]` | JSON [`Registry`]: format, model config, tasks in order (name, classes, head, train/test data ids, strategy), EWC and replay flags |
+//! Model (F32; `<i>` is the 0-based hidden layer, `<head>` a task name or `all`):
+//!
+//! * `model/backbone/<i>/weight` `[out, in]`, `model/backbone/<i>/bias` `[out]`
+//! * `model/heads/<head>/weight` `[classes, last hidden]`, `model/heads/<head>/bias`
+//!   `[classes]`
+//!
+//! Strategy state:
+//!
+//! * `state/ewc/fisher/<param name>`: F32, shaped as the parameter; the online-EWC Fisher
+//!   diagonal, e.g. `state/ewc/fisher/model/backbone/0/weight`
+//! * `state/replay/x` F32 `[m, d]`, `state/replay/y` U32 `[m]` (labels),
+//!   `state/replay/task` U32 `[m]` (registry index of each sample's task),
+//!   `state/replay/seen` U64 `[]` (samples offered so far; `m = min(seen, capacity)`)
+//! * `state/rng` U8 `[56]`: the reservoir sampler's ChaCha8 state: seed (32 bytes), stream
+//!   (u64 LE), word position (u128 LE)
+//! * `state/registry` U8 `[len]`: the JSON [`Registry`]: format version, model config
+//!   (input width, hidden sizes, scenario, shared-head width, init seed), the tasks in order
+//!   (name, classes, head, train and test data set ids, strategy), and whether EWC and
+//!   replay state are present (with the replay capacity)
 //!
 //! The EWC anchor is never stored: it is the parent snapshot's own model weights. EWC state
 //! is present only once an EWC task has been trained, replay state once a replay task has.
@@ -53,7 +59,9 @@
 //! (`RAYON_NUM_THREADS`, default all cores) give bit-identical tensors.
 //!
 //! The optimiser is Adam without weight decay; its moments are reset at each task (not
-//! stored).
+//! stored). The backward pass is written out for the MLP (and checked against candle's
+//! autograd in the tests); the matrix products run on candle's threaded CPU gemm and the Adam
+//! update is split over rayon's threads, so training uses every core.
 
 pub mod data;
 pub mod error;
@@ -61,6 +69,7 @@ pub mod job;
 pub mod metrics;
 pub mod model;
 mod net;
+mod step;
 pub mod strategy;
 pub mod stream;
 pub mod train;

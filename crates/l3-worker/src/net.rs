@@ -1,8 +1,8 @@
 //! The MLP's forward pass and losses in candle.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, D};
 
 use crate::error::Result;
 use crate::model::{backbone_bias, backbone_weight, head_bias, head_weight, Param};
@@ -21,26 +21,13 @@ pub(crate) struct Net {
 }
 
 impl Net {
-    /// Builds the network from `params`; the names in `trainable` become variables, returned
-    /// in name order.
-    pub fn new(
-        params: &BTreeMap<String, Param>,
-        layers: usize,
-        trainable: &BTreeSet<String>,
-    ) -> Result<(Net, Vec<(String, Var)>)> {
+    /// Builds the network from `params`.
+    pub fn new(params: &BTreeMap<String, Param>, layers: usize) -> Result<Net> {
         let mut tensors = BTreeMap::new();
-        let mut vars = Vec::new();
         for (name, p) in params {
-            let t = internal_tensor(name, p)?;
-            if trainable.contains(name) {
-                let v = Var::from_tensor(&t)?;
-                tensors.insert(name.clone(), v.as_tensor().clone());
-                vars.push((name.clone(), v));
-            } else {
-                tensors.insert(name.clone(), t);
-            }
+            tensors.insert(name.clone(), internal_tensor(name, p)?);
         }
-        Ok((Net { tensors, layers }, vars))
+        Ok(Net { tensors, layers })
     }
 
     fn get(&self, name: &str) -> Result<&Tensor> {
@@ -147,6 +134,7 @@ pub(crate) fn softmax(x: &Tensor) -> Result<Tensor> {
     Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
 }
 
+#[cfg(test)]
 /// The summed (not averaged) cross-entropy of `logits` against class indices `targets`.
 pub(crate) fn ce_sum(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
     let onehot = one_hot(targets, logits.dim(1)?)?;
@@ -170,6 +158,7 @@ pub(crate) fn class_mask(allowed: &[u32], width: usize) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, (1, width), &Device::Cpu)?)
 }
 
+#[cfg(test)]
 /// Distillation loss summed over samples: cross-entropy of the student's tempered
 /// distribution against the teacher's, times `T^2` (Hinton et al.).
 pub(crate) fn distill_sum(student: &Tensor, teacher: &Tensor, temperature: f64) -> Result<Tensor> {

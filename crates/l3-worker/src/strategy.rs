@@ -12,21 +12,30 @@
 //!   outer products.
 //! * **replay** (experience replay): a reservoir buffer (capacity, inputs, labels, task index,
 //!   seen counter, sampler RNG) lives in the snapshot. Every step appends a replay batch, as
-//!   large as the current batch, drawn uniformly with replacement from the buffer; after the
-//!   task every training sample of the task is offered to the reservoir.
+//!   large as the current batch, drawn uniformly with replacement from the buffer (in the
+//!   task-incremental scenario each replayed sample goes through, and trains, its own task's
+//!   head); after the task every training sample of the task is offered to the reservoir
+//!   (Vitter's algorithm R), whose RNG state is stored, so a resumed lineage draws the same
+//!   samples as an uninterrupted one.
 //! * **lwf** (Learning without Forgetting, Li & Hoiem 2016): the parent model is the teacher;
 //!   the loss gets `alpha * T^2 * CE(softmax(teacher/T), softmax(student/T))` on the current
 //!   batch, over every earlier task head (task-incremental) or over the classes the parent
-//!   had seen (class-incremental).
+//!   had seen (class-incremental). As in the original method the earlier heads are trained
+//!   too, so their tensors change.
 //!
 //! Adam's moments are reset at every task: each `train_task` call starts a fresh optimiser,
-//! so no optimiser state is kept in a snapshot.
+//! so no optimiser state is kept in a snapshot. Only the parameters a task's loss reaches are
+//! optimised (the backbone, the task's head or the shared head, and the heads that replay,
+//! joint training or LwF use); everything else is copied bit for bit.
 
-use candle_core::{backprop::GradStore, Device, Tensor, Var};
+use std::collections::{BTreeMap, BTreeSet};
+
+use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::net::Net;
 
 /// A strategy with its settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -105,89 +114,145 @@ impl Strategy {
     }
 }
 
-/// Adam (Kingma & Ba 2015) over candle variables, without weight decay. Written here because
-/// candle-nn's `AdamW` does not expose its moments and applies decoupled weight decay. The
-/// update is one fused element-wise pass on the host (split over threads; each element is
-/// computed independently, so the result does not depend on the thread count).
+/// Adam (Kingma & Ba 2015) without weight decay, over the trainable tensors of a [`Net`],
+/// with the online-EWC penalty's gradient `lambda * F * (w - w_parent)` added to the
+/// parameters that have one. Written here because candle-nn's `AdamW` does not expose its
+/// moments and applies decoupled weight decay. The update is one fused element-wise pass on
+/// the host, split over threads; every element is computed on its own, so the result does not
+/// depend on the thread count.
 pub(crate) struct Adam {
-    vars: Vec<AdamSlot>,
+    slots: Vec<AdamSlot>,
     lr: f32,
     beta1: f32,
     beta2: f32,
     eps: f32,
+    lambda: f32,
     step: i32,
 }
 
 struct AdamSlot {
-    var: Var,
+    name: String,
+    dims: Vec<usize>,
     w: Vec<f32>,
     m: Vec<f32>,
     v: Vec<f32>,
+    /// EWC Fisher diagonal and anchor, in the same layout as `w`.
+    penalty: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 /// Elements per parallel work unit of the Adam update.
 const ADAM_CHUNK: usize = 1 << 14;
 
+/// Adam's hyper-parameters.
+pub(crate) struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// EWC strength (0 without EWC).
+    pub lambda: f64,
+}
+
 impl Adam {
-    pub fn new(vars: Vec<Var>, lr: f64, beta1: f64, beta2: f64, eps: f64) -> Result<Adam> {
-        let vars = vars
-            .into_iter()
-            .map(|var| {
-                let w = var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
-                let n = w.len();
-                Ok(AdamSlot {
-                    var,
-                    w,
-                    m: vec![0.0; n],
-                    v: vec![0.0; n],
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+    /// Optimises `names` of `net`; `penalties` maps some of them to (Fisher, anchor) tensors
+    /// in the net's layout.
+    pub fn new(
+        net: &Net,
+        names: &BTreeSet<String>,
+        penalties: &BTreeMap<String, (Tensor, Tensor)>,
+        config: &AdamConfig,
+    ) -> Result<Adam> {
+        let mut slots = Vec::new();
+        for name in names {
+            let t = net.tensors.get(name).ok_or_else(|| {
+                Error::Snapshot(format!("model has no parameter {name} to train"))
+            })?;
+            let w = t.flatten_all()?.to_vec1::<f32>()?;
+            let penalty = match penalties.get(name) {
+                Some((f, a)) => Some((
+                    f.flatten_all()?.to_vec1::<f32>()?,
+                    a.flatten_all()?.to_vec1::<f32>()?,
+                )),
+                None => None,
+            };
+            let n = w.len();
+            slots.push(AdamSlot {
+                name: name.clone(),
+                dims: t.dims().to_vec(),
+                w,
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+                penalty,
+            });
+        }
         Ok(Adam {
-            vars,
-            lr: lr as f32,
-            beta1: beta1 as f32,
-            beta2: beta2 as f32,
-            eps: eps as f32,
+            slots,
+            lr: config.lr as f32,
+            beta1: config.beta1 as f32,
+            beta2: config.beta2 as f32,
+            eps: config.eps as f32,
+            lambda: config.lambda as f32,
             step: 0,
         })
     }
 
-    /// One update from `grads`; a variable without a gradient is left untouched.
-    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+    /// One update from `grads` (a parameter with neither a gradient nor a penalty is left
+    /// untouched); the net's tensors are replaced by the new values. Returns the EWC penalty
+    /// `lambda/2 * sum F (w - anchor)^2` at the weights before the update.
+    pub fn step(&mut self, net: &mut Net, grads: &BTreeMap<String, Tensor>) -> Result<f64> {
         self.step += 1;
-        let (b1, b2, eps) = (self.beta1, self.beta2, self.eps);
+        let (b1, b2, eps, lambda) = (self.beta1, self.beta2, self.eps, self.lambda);
         let bc1 = 1.0 - b1.powi(self.step);
         let bc2 = 1.0 - b2.powi(self.step);
         let step_size = self.lr / bc1;
         let inv_bc2 = 1.0 / bc2;
-        for slot in &mut self.vars {
-            let Some(g) = grads.get(slot.var.as_tensor()) else {
-                continue;
+        let mut penalty = 0.0f64;
+        for slot in &mut self.slots {
+            let g = match grads.get(&slot.name) {
+                Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+                None if slot.penalty.is_some() => vec![0.0; slot.w.len()],
+                None => continue,
             };
-            let g = g.flatten_all()?.to_vec1::<f32>()?;
             if g.len() != slot.w.len() {
                 return Err(Error::Settings(format!(
-                    "gradient of {} elements for a parameter of {}",
+                    "gradient of {} elements for {} of {}",
                     g.len(),
+                    slot.name,
                     slot.w.len()
                 )));
             }
-            slot.w
+            let (fisher, anchor) = match &slot.penalty {
+                Some((f, a)) => (Some(f.as_slice()), Some(a.as_slice())),
+                None => (None, None),
+            };
+            let partial: Vec<f64> = slot
+                .w
                 .par_chunks_mut(ADAM_CHUNK)
                 .zip(slot.m.par_chunks_mut(ADAM_CHUNK))
                 .zip(slot.v.par_chunks_mut(ADAM_CHUNK))
                 .zip(g.par_chunks(ADAM_CHUNK))
-                .for_each(|(((w, m), v), g)| {
+                .enumerate()
+                .map(|(c, (((w, m), v), g))| {
+                    let off = c * ADAM_CHUNK;
+                    let mut pen = 0.0f64;
                     for i in 0..w.len() {
-                        m[i] = b1 * m[i] + (1.0 - b1) * g[i];
-                        v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+                        let mut gi = g[i];
+                        if let (Some(f), Some(a)) = (fisher, anchor) {
+                            let diff = w[i] - a[off + i];
+                            pen += (f[off + i] * diff * diff) as f64;
+                            gi += lambda * f[off + i] * diff;
+                        }
+                        m[i] = b1 * m[i] + (1.0 - b1) * gi;
+                        v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
                         w[i] -= step_size * m[i] / ((v[i] * inv_bc2).sqrt() + eps);
                     }
-                });
-            let t = Tensor::from_slice(&slot.w, slot.var.as_tensor().shape(), &Device::Cpu)?;
-            slot.var.set(&t)?;
+                    pen
+                })
+                .collect();
+            penalty += partial.iter().sum::<f64>() * lambda as f64 / 2.0;
+            let t = Tensor::from_slice(&slot.w, slot.dims.as_slice(), &Device::Cpu)?;
+            net.tensors.insert(slot.name.clone(), t);
         }
-        Ok(())
+        Ok(penalty)
     }
 }

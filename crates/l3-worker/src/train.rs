@@ -16,7 +16,8 @@ use crate::model::{
     Knowledge, ModelConfig, Param, ReplayBuffer, Scenario, TaskEntry, CIL_HEAD, DEFAULT_OUTPUTS,
 };
 use crate::net::{self, Net};
-use crate::strategy::{Adam, Strategy};
+use crate::step::{self, Batch, Distill, Objective};
+use crate::strategy::{Adam, AdamConfig, Strategy};
 
 /// Base of the RNG streams used for shuffling and replay sampling (stream = base + task index).
 const TRAIN_STREAM: u64 = 1 << 32;
@@ -310,35 +311,30 @@ pub fn train_task(
         trainable.insert(head_bias(h));
     }
 
-    let (net, vars) = Net::new(&k.params, cfg.hidden.len(), &trainable)?;
-    let mut adam = Adam::new(
-        vars.iter().map(|(_, v)| v.clone()).collect(),
-        settings.lr,
-        settings.beta1,
-        settings.beta2,
-        settings.eps,
-    )?;
+    let mut net = Net::new(&k.params, cfg.hidden.len())?;
 
     // Online EWC: penalty against the parent's weights with the parent's Fisher diagonal.
-    let ewc = match settings.strategy {
+    let mut penalties = BTreeMap::new();
+    let lambda = match settings.strategy {
         Strategy::Ewc { lambda, .. } if lambda > 0.0 && !k.fisher.is_empty() => {
-            let mut terms = Vec::new();
             for (name, f) in &k.fisher {
-                terms.push((
-                    name.clone(),
-                    net::internal_tensor(name, f)?,
-                    net::internal_tensor(name, &k.params[name])?,
-                ));
+                let anchor = net::internal_tensor(name, &k.params[name])?;
+                penalties.insert(name.clone(), (net::internal_tensor(name, f)?, anchor));
             }
-            Some((lambda, terms))
+            lambda
         }
-        _ => None,
+        _ => 0.0,
     };
+    let adam_config = AdamConfig {
+        lr: settings.lr,
+        beta1: settings.beta1,
+        beta2: settings.beta2,
+        eps: settings.eps,
+        lambda,
+    };
+    let mut adam = Adam::new(&net, &trainable, &penalties, &adam_config)?;
     let teacher = match lwf {
-        Some((p, _, _)) => {
-            let (tn, _) = Net::new(&p.params, cfg.hidden.len(), &BTreeSet::new())?;
-            Some(tn)
-        }
+        Some((p, _, _)) => Some(Net::new(&p.params, cfg.hidden.len())?),
         None => None,
     };
 
@@ -351,8 +347,23 @@ pub fn train_task(
     let allowed = k.registry.seen_classes();
     let cil_mask = net::class_mask(&allowed, cfg.outputs)?;
     let parent_mask = match lwf {
-        Some((p, _, _)) => Some(net::class_mask(&p.registry.seen_classes(), cfg.outputs)?),
-        None => None,
+        Some((p, _, _)) => net::class_mask(&p.registry.seen_classes(), cfg.outputs)?,
+        None => cil_mask.clone(),
+    };
+    let objective = Objective {
+        scenario: cfg.scenario,
+        heads: &heads,
+        cil_mask: &cil_mask,
+        distill: match (lwf, &teacher) {
+            (Some((_, temperature, alpha)), Some(teacher)) => Some(Distill {
+                teacher,
+                temperature,
+                alpha,
+                old_tasks: t,
+                parent_mask: &parent_mask,
+            }),
+            _ => None,
+        },
     };
 
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
@@ -394,94 +405,32 @@ pub fn train_task(
                     rows.push((&b.x[j * d..(j + 1) * d], b.y[j], b.task[j]));
                 }
             }
+            // Task-incremental heads take contiguous rows. LwF has no replayed rows, so the
+            // current rows stay first.
             if cfg.scenario == Scenario::TaskIncremental {
                 rows.sort_by_key(|r| r.2);
             }
             let x = net::batch_tensor(rows.iter().flat_map(|r| r.0.iter().copied()).collect(), d)?;
-            let h = net.features(&x)?;
-            let mut loss = match cfg.scenario {
-                Scenario::ClassIncremental => {
-                    let logits = net.logits(&h, CIL_HEAD)?.broadcast_add(&cil_mask)?;
-                    let targets: Vec<u32> = rows.iter().map(|r| r.1).collect();
-                    net::ce_sum(&logits, &targets)?
-                }
-                Scenario::TaskIncremental => {
-                    let mut total: Option<Tensor> = None;
-                    let mut start = 0;
-                    while start < rows.len() {
-                        let task = rows[start].2;
-                        let end = start + rows[start..].iter().take_while(|r| r.2 == task).count();
-                        let (head, classes) = &heads[task as usize];
-                        let logits = net.logits(&h.narrow(0, start, end - start)?, head)?;
-                        let targets: Vec<u32> = rows[start..end]
-                            .iter()
-                            .map(|r| class_index(classes, r.1))
-                            .collect();
-                        let l = net::ce_sum(&logits, &targets)?;
-                        total = Some(match total {
-                            None => l,
-                            Some(acc) => (acc + l)?,
-                        });
-                        start = end;
-                    }
-                    total.ok_or_else(|| Error::Settings("empty batch".into()))?
-                }
+            let labels: Vec<u32> = rows.iter().map(|r| r.1).collect();
+            let tasks: Vec<u32> = rows.iter().map(|r| r.2).collect();
+            let batch = Batch {
+                x: &x,
+                labels: &labels,
+                tasks: &tasks,
+                current,
             };
-            loss = (loss / rows.len() as f64)?;
-            if let (Some((_, temperature, alpha)), Some(tn)) = (lwf, &teacher) {
-                // Only the current samples (no replay with LwF), so `x` is the current batch.
-                let th = tn.features(&x)?;
-                let kd = match cfg.scenario {
-                    Scenario::ClassIncremental => {
-                        let pm = parent_mask
-                            .as_ref()
-                            .ok_or_else(|| Error::Settings("no mask".into()))?;
-                        let s = net.logits(&h, CIL_HEAD)?.broadcast_add(pm)?;
-                        let tl = tn.logits(&th, CIL_HEAD)?.broadcast_add(pm)?;
-                        net::distill_sum(&s, &tl, temperature)?
-                    }
-                    Scenario::TaskIncremental => {
-                        let mut acc: Option<Tensor> = None;
-                        for (head, _) in &heads[..t] {
-                            let s = net.logits(&h, head)?;
-                            let tl = tn.logits(&th, head)?;
-                            let l = net::distill_sum(&s, &tl, temperature)?;
-                            acc = Some(match acc {
-                                None => l,
-                                Some(a) => (a + l)?,
-                            });
-                        }
-                        acc.ok_or_else(|| Error::Settings("no old heads".into()))?
-                    }
-                };
-                loss = (loss + (kd * (alpha / current as f64))?)?;
-            }
-            if let Some((lambda, terms)) = &ewc {
-                let mut pen: Option<Tensor> = None;
-                for (name, f, anchor) in terms {
-                    let w = &net.tensors[name];
-                    let term = (w.sub(anchor)?.sqr()? * f)?.sum_all()?;
-                    pen = Some(match pen {
-                        None => term,
-                        Some(p) => (p + term)?,
-                    });
-                }
-                if let Some(p) = pen {
-                    loss = (loss + (p * (lambda / 2.0))?)?;
-                }
-            }
-            let value = loss.to_scalar::<f32>()?;
+            let (loss, grads) = step::loss_and_grads(&net, &objective, &batch)?;
+            let penalty = adam.step(&mut net, &grads)?;
+            let value = loss + penalty;
             if !value.is_finite() {
                 return Err(Error::Diverged {
-                    loss: value,
+                    loss: value as f32,
                     epoch,
                     step,
                 });
             }
-            loss_sum += value as f64 * current as f64;
+            loss_sum += value * current as f64;
             loss_rows += current;
-            let grads = loss.backward()?;
-            adam.step(&grads)?;
             steps += 1;
         }
         final_loss = loss_sum / loss_rows.max(1) as f64;
@@ -489,12 +438,12 @@ pub fn train_task(
     }
 
     // Write the trained parameters back.
-    for (name, var) in &vars {
+    for name in &trainable {
         let p = k
             .params
             .get_mut(name)
             .ok_or_else(|| Error::Snapshot(format!("lost {name}")))?;
-        p.values = net::param_values(name, var.as_tensor())?;
+        p.values = net::param_values(name, &net.tensors[name])?;
     }
 
     if let Strategy::Ewc { gamma, .. } = settings.strategy {
@@ -590,7 +539,7 @@ pub fn evaluate(knowledge: &Knowledge, sets: &[EvalSet<'_>]) -> Result<Vec<TaskE
         };
         heads.push(head);
     }
-    let (net, _) = Net::new(&params, cfg.hidden.len(), &BTreeSet::new())?;
+    let net = Net::new(&params, cfg.hidden.len())?;
     let seen = knowledge.registry.seen_classes();
     let allowed: Vec<u32> = if seen.is_empty() {
         (0..cfg.outputs as u32).collect()
@@ -644,7 +593,7 @@ pub fn evaluate(knowledge: &Knowledge, sets: &[EvalSet<'_>]) -> Result<Vec<TaskE
 fn fisher_diagonal(k: &Knowledge, t: usize, data: &Dataset) -> Result<BTreeMap<String, Param>> {
     let cfg = k.config();
     let layers = cfg.hidden.len();
-    let (net, _) = Net::new(&k.params, layers, &BTreeSet::new())?;
+    let net = Net::new(&k.params, layers)?;
     let entry = &k.registry.tasks[t];
     let allowed = k.registry.seen_classes();
     let mut acc: BTreeMap<String, Tensor> = BTreeMap::new();
@@ -712,7 +661,7 @@ fn fisher_diagonal(k: &Knowledge, t: usize, data: &Dataset) -> Result<BTreeMap<S
     Ok(out)
 }
 
-fn class_index(classes: &[u32], label: u32) -> u32 {
+pub(crate) fn class_index(classes: &[u32], label: u32) -> u32 {
     classes.iter().position(|c| *c == label).unwrap_or(0) as u32
 }
 

@@ -465,3 +465,30 @@ fn settings_mismatch_with_parent_is_an_error() {
     .to_string();
     assert!(err.contains("task \"task-0\" is already trained"), "{err}");
 }
+
+#[test]
+fn an_explicit_root_trains_like_no_parent() {
+    let s = split(&[&[0, 1]]);
+    let st = settings(
+        Strategy::Replay { capacity: 50 },
+        Scenario::ClassIncremental,
+    );
+    let root = Knowledge::init(st.model_config(64)).unwrap();
+    assert!(root.registry().tasks.is_empty());
+    let root = Knowledge::from_tensors(&root.to_tensors().unwrap()).unwrap();
+    let data = TaskData {
+        train: &s.train[0],
+        previous: vec![],
+        eval: vec![],
+    };
+    let from_root = train_task(Some(&root), &spec(&s, 0), &data, &st).unwrap().0;
+    let from_none = train_task(None, &spec(&s, 0), &data, &st).unwrap().0;
+    assert_eq!(
+        from_root.to_tensors().unwrap(),
+        from_none.to_tensors().unwrap()
+    );
+    let meta = from_root.metadata();
+    assert_eq!(meta["l3.scenario"], "class-incremental");
+    assert_eq!(meta["l3.tasks"], "task-0");
+    assert_eq!(meta["l3.strategy"], "replay");
+}
