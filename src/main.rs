@@ -6,6 +6,7 @@
 
 mod cli;
 mod cmd;
+mod progress;
 mod render;
 
 use std::io::Write;

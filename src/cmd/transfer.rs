@@ -31,6 +31,8 @@ pub fn import(
         message,
         record,
     };
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let _bar = crate::progress::Bar::new(store, size, "importing");
     let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
     let outcome = if matches!(ext, "pt" | "pth" | "bin") {
         import_pickle(store, file, &opts)?
@@ -100,7 +102,10 @@ pub fn export(
         l3_store::SnapshotId(s.get_commit(&commit)?.snapshot)
     };
     let keep = |name: &str| globs.is_empty() || globs.iter().any(|g| g.matches(name));
+    let total = store.session()?.get_snapshot(&snapshot)?.logical_bytes;
+    let bar = crate::progress::Bar::new(store, total, "exporting");
     let outcome = l3_store::export_safetensors(store, &snapshot, output, keep)?;
+    drop(bar);
     if outcome.tensors == 0 && !globs.is_empty() {
         anyhow::bail!("no tensor of {rev} matches {}", patterns.join(", "));
     }

@@ -107,6 +107,7 @@ pub fn export_safetensors(
                 .map(|(id, loc)| store.read_chunk(id, loc))
                 .collect::<Result<_>>()?;
             for raw in raws {
+                store.report(crate::Progress::Read(raw.len() as u64));
                 out.write_all(&raw).map_err(io)?;
             }
         }

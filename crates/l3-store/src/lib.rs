@@ -54,5 +54,6 @@ pub use refs::{check_name, Expect, RefLogEntry, RefName, RefUpdate};
 pub use stage::{Finished, NewCommit, Source, Stage, TensorInput};
 pub use stats::{stats, Stats};
 pub use store::{
-    Session, Store, StoreConfig, StoreOptions, CONFIG_FILE, DEFAULT_CHUNK_SIZE, FORMAT_VERSION,
+    Progress, ProgressFn, Session, Store, StoreConfig, StoreOptions, CONFIG_FILE,
+    DEFAULT_CHUNK_SIZE, FORMAT_VERSION,
 };

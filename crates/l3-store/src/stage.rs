@@ -179,6 +179,7 @@ impl<'a> Stage<'a> {
                     .read(start, len as usize)
                     .map_err(|e| Error::Invalid(format!("reading tensor bytes at {start}: {e}")))?;
                 let sq = numeric::norm_sq(inp.dtype, &bytes).unwrap_or(0.0);
+                self.store.report(crate::Progress::Hashed(len as u64));
                 Ok((chunk_id(&bytes), sq))
             })
             .collect::<Result<_>>()?;
@@ -235,6 +236,10 @@ impl<'a> Stage<'a> {
             }
             wanted
         };
+        let total: u64 = pieces.iter().map(|p| p.2 as u64).sum();
+        let wanted_bytes: u64 = wanted.iter().map(|c| self.origins[c].len as u64).sum();
+        self.store
+            .report(crate::Progress::Known(total.saturating_sub(wanted_bytes)));
         self.write_chunks(&wanted)?;
         Ok(ids)
     }
@@ -273,6 +278,7 @@ impl<'a> Stage<'a> {
                 let loc = self
                     .store
                     .with_writer(|w| w.append(&cid, enc, raw_len, &stored))?;
+                self.store.report(crate::Progress::Written(raw_len as u64));
                 self.finished.new_chunks += 1;
                 self.finished.new_bytes += raw_len as u64;
                 self.finished.stored_bytes += stored.len() as u64;

@@ -134,6 +134,22 @@ impl StoreConfig {
     }
 }
 
+/// What long operations report as they go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Raw bytes hashed (import, commit).
+    Hashed(u64),
+    /// Raw bytes of chunks the store already had: what dedup saved.
+    Known(u64),
+    /// Raw bytes of chunks the store lacked, now written.
+    Written(u64),
+    /// Bytes read back (export).
+    Read(u64),
+}
+
+/// A progress callback; called from several threads.
+pub type ProgressFn = std::sync::Arc<dyn Fn(Progress) + Send + Sync>;
+
 /// How long a session waits for a store another process holds.
 #[derive(Clone, Copy, Debug)]
 pub struct StoreOptions {
@@ -204,6 +220,7 @@ struct Shared {
     /// the session lock itself).
     pub(crate) collect: RwLock<()>,
     writer: Mutex<Option<PackWriter>>,
+    progress: RwLock<Option<ProgressFn>>,
     /// Packs this process filled; held (and so locked) until `release_writer`.
     full: Mutex<Vec<PackWriter>>,
     reader: PackReader,
@@ -296,6 +313,7 @@ impl Store {
             slot: Mutex::new(Slot::default()),
             collect: RwLock::new(()),
             writer: Mutex::new(None),
+            progress: RwLock::new(None),
             full: Mutex::new(Vec::new()),
             reader: PackReader::default(),
         };
@@ -428,6 +446,27 @@ impl Store {
             *writer = None;
             Error::io(path, e)
         })
+    }
+
+    /// Sets (or clears) the callback long operations report progress to.
+    pub fn set_progress(&self, progress: Option<ProgressFn>) {
+        *self
+            .shared
+            .progress
+            .write()
+            .expect("progress lock poisoned") = progress;
+    }
+
+    pub(crate) fn report(&self, event: Progress) {
+        if let Some(f) = self
+            .shared
+            .progress
+            .read()
+            .expect("progress lock poisoned")
+            .as_ref()
+        {
+            f(event);
+        }
     }
 
     /// Makes everything this process appended to its pack durable.
