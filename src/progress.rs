@@ -18,6 +18,7 @@ impl Bar {
     /// A bar for work of `total` bytes; none when stderr is not a terminal or the work is
     /// small enough to finish before a bar would help.
     pub fn new(store: &Store, total: u64, verb: &'static str) -> Bar {
+        // Known limitation: only imports and exports of 64 MiB or more show a bar.
         let wanted = std::io::stderr().is_terminal() && total >= 64 << 20;
         if !wanted {
             return Bar {

@@ -627,6 +627,8 @@ pub fn load_table(file: &Path, label: Option<&str>) -> Result<BTreeMap<String, T
 }
 
 /// A PyTorch state dict (.pt, .pth, .bin), read with candle's pickle reader.
+// Known limitation: only the dtypes candle's pickle reader supports (U8, U32, I64, F16,
+// BF16, F32, F64) can be imported from PyTorch files.
 pub fn read_pytorch(file: &Path) -> Result<BTreeMap<String, TensorData>> {
     use candle_core::DType as C;
     let tensors = candle_core::pickle::read_all(file).with_context(|| {

@@ -71,6 +71,9 @@ fn pack_locked(path: &std::path::Path) -> bool {
     }
 }
 
+// Known limitation: mark and sweep hold the metadata database for their whole run, so other
+// processes wait that long (about a second for ~100k chunks), and compaction scans the whole
+// chunk index once.
 pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
     let mut report = GcReport {
         dry_run: opts.dry_run,

@@ -174,6 +174,9 @@ impl Store {
     }
 
     /// Takes the oldest queued job, or one whose lease ran out, for `lease`.
+    // Known limitation: leases are not renewed while a job runs; a job longer than its lease may
+    // be taken again by another worker. Both commits are kept (the second on jobs/<id>), so
+    // nothing is lost, but the work is done twice.
     pub fn lease_job(&self, holder: &str, lease: Duration) -> Result<Option<Job>> {
         let s = self.session()?;
         let now = now_ms();

@@ -142,6 +142,8 @@ impl<'a> Stage<'a> {
 
     /// Hashes tensors chunk by chunk (in parallel) and writes the chunks the store lacks.
     /// Memory stays within a few chunks per thread whatever the tensors' size.
+    // Known limitation: there is no delta encoding against the parent's tensor; a dense update
+    // that moves every weight stores the whole tensor again (compressed).
     pub fn add_tensors(&mut self, inputs: &[TensorInput<'a>]) -> Result<Vec<TensorId>> {
         let chunk_size = self.store.config().chunk_size as u64;
         let first_input = self.inputs.len();

@@ -15,23 +15,50 @@ use l3_worker::{run_stream, Scenario, Strategy, StreamSpec};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = args.first().ok_or("usage: accuracy_table STREAM.toml [SEEDS]")?;
+    let path = args
+        .first()
+        .ok_or("usage: accuracy_table STREAM.toml [SEEDS]")?;
     let seeds: u64 = args.get(1).map_or(Ok(5), |s| s.parse())?;
     let base = StreamSpec::load(Path::new(path))?;
     let data = base.load_task_data(&mut |p| {
-        Err(l3_worker::Error::Settings(format!("not supported here: {}", p.display())))
+        Err(l3_worker::Error::Settings(format!(
+            "not supported here: {}",
+            p.display()
+        )))
     })?;
     let mnist = base.name.contains("mnist");
     let capacity = if mnist { 1100 } else { 200 };
     let strategies = [
         ("naive", Strategy::Naive),
-        ("online EWC", Strategy::Ewc { lambda: 1000.0, gamma: 1.0 }),
-        (if mnist { "replay (1,100)" } else { "replay (200)" }, Strategy::Replay { capacity }),
-        ("LwF", Strategy::Lwf { temperature: 2.0, alpha: 1.0 }),
+        (
+            "online EWC",
+            Strategy::Ewc {
+                lambda: 1000.0,
+                gamma: 1.0,
+            },
+        ),
+        (
+            if mnist {
+                "replay (1,100)"
+            } else {
+                "replay (200)"
+            },
+            Strategy::Replay { capacity },
+        ),
+        (
+            "LwF",
+            Strategy::Lwf {
+                temperature: 2.0,
+                alpha: 1.0,
+            },
+        ),
         ("joint", Strategy::Joint),
     ];
     let started = std::time::Instant::now();
-    println!("| {} | task-incremental | class-incremental |", base.name.trim_end_matches("-til").trim_end_matches("-cil"));
+    println!(
+        "| {} | task-incremental | class-incremental |",
+        base.name.trim_end_matches("-til").trim_end_matches("-cil")
+    );
     println!("| --- | --- | --- |");
     for (label, strategy) in strategies {
         let mut cells = Vec::new();
@@ -43,7 +70,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 spec.strategy = strategy.clone();
                 spec.seed = seed;
                 let result = run_stream(&spec, &data, &mut |_, _, _| Ok(()))?;
-                eprintln!("{label} {} seed {seed}: {:.4}", scenario.name(), result.metrics.acc);
+                eprintln!(
+                    "{label} {} seed {seed}: {:.4}",
+                    scenario.name(),
+                    result.metrics.acc
+                );
                 accs.push(result.metrics.acc);
             }
             let mean = accs.iter().sum::<f64>() / accs.len() as f64;
@@ -53,6 +84,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         println!("| {label} | {} | {} |", cells[0], cells[1]);
     }
-    eprintln!("{} seeds in {:.0} s", seeds, started.elapsed().as_secs_f64());
+    eprintln!(
+        "{} seeds in {:.0} s",
+        seeds,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

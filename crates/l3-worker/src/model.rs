@@ -17,6 +17,7 @@ pub const REGISTRY_TENSOR: &str = "state/registry";
 /// Head name used by the class-incremental scenario.
 pub const CIL_HEAD: &str = "all";
 /// Default width of the class-incremental head.
+// Known limitation: the class-incremental head has this fixed width; labels must be below it.
 pub const DEFAULT_OUTPUTS: usize = 10;
 
 const REPLAY_X: &str = "state/replay/x";

@@ -332,6 +332,8 @@ pub fn train_task(
         eps: settings.eps,
         lambda,
     };
+    // Known limitation: Adam's moments start from zero at every task and are not stored in the
+    // snapshot, so a job resumes at a task boundary, not in the middle of a task.
     let mut adam = Adam::new(&net, &trainable, &penalties, &adam_config)?;
     let teacher = match lwf {
         Some((p, _, _)) => Some(Net::new(&p.params, cfg.hidden.len())?),
