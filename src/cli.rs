@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
     about = "Version, diff and train lifelong-learning knowledge"
 )]
 pub struct Cli {
-    /// Use the store in DIR (else $L3_STORE, else the nearest .l3 directory upward)
+    /// The store directory itself, e.g. ./.l3 (else $L3_STORE, else the nearest .l3 upward)
     #[arg(long, global = true, value_name = "DIR")]
     pub store: Option<PathBuf>,
 
@@ -140,7 +140,12 @@ pub enum Command {
         json: bool,
     },
     /// Show the best common ancestor of two revisions
-    MergeBase { a: String, b: String },
+    MergeBase {
+        a: String,
+        b: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Reclaim space held by unreachable snapshots
     Gc {
         /// Say what would be reclaimed; change nothing

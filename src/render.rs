@@ -81,6 +81,16 @@ pub fn commit_line(c: &CommitInfo, refs: &[String]) -> String {
     format!("{}{decoration} {subject}", c.id.short(12))
 }
 
+/// A tensor or data-set name for a terminal: control characters (newlines, escape
+/// sequences) are shown escaped, never sent raw.
+pub fn name(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        s.escape_debug().to_string().into()
+    } else {
+        s.into()
+    }
+}
+
 pub fn json(value: &impl serde::Serialize) -> String {
     let mut s = serde_json::to_string_pretty(value).expect("answers serialize");
     s.push('\n');

@@ -146,7 +146,7 @@ fn import_log_show_export_stats_on_the_real_checkpoint() {
         &[&part],
     );
     assert_eq!(names.trim(), "pooler.dense.bias,pooler.dense.weight");
-    assert!(env.ok(&["fsck"]).contains("0 problems"));
+    assert!(env.ok(&["fsck"]).contains(": 0 problem(s)"));
 }
 
 #[test]
@@ -410,6 +410,8 @@ fn train_one_task_then_workers_take_queued_jobs() {
         "2,3",
         "--epochs",
         "1",
+        "--from",
+        "HEAD",
     ]);
     let j2 = env.ok(&[
         "job",
@@ -422,10 +424,12 @@ fn train_one_task_then_workers_take_queued_jobs() {
         "4,5",
         "--epochs",
         "1",
+        "--from",
+        "HEAD",
     ]);
     assert_ne!(j1, j2);
-    // Two workers side by side; both jobs start from the same parent, so one moves the
-    // branch and the other's commit is kept on jobs/<id> with its true parent.
+    // Both jobs name their parent (--from), so whichever commits second has lost the race:
+    // its commit is kept on jobs/<id> with its true parent. Two workers run side by side.
     let spawn = || {
         Command::new(env!("CARGO_BIN_EXE_l3"))
             .args(["worker", "--once"])
@@ -447,7 +451,7 @@ fn train_one_task_then_workers_take_queued_jobs() {
     let loser = branches
         .iter()
         .find(|b| b.starts_with("jobs/"))
-        .expect("one lost the race");
+        .unwrap_or_else(|| panic!("one lost the race: {jobs:?}"));
     let parent_of = |rev: &str| env.json(&["show", rev, "--json"])["commit"]["parents"][0].clone();
     assert_eq!(parent_of(loser), serde_json::json!(commit));
     assert_eq!(parent_of("main"), serde_json::json!(commit));
@@ -502,4 +506,201 @@ fn a_worker_snapshot_with_a_renamed_tensor_is_refused_with_the_names() {
         err.contains("missing") && err.contains("unexpected"),
         "{err}"
     );
+}
+
+#[test]
+fn queued_jobs_without_a_parent_follow_their_branch() {
+    let env = Env::new();
+    for (task, classes) in [("a", "0,1"), ("b", "2,3"), ("c", "4,5")] {
+        env.ok(&[
+            "job",
+            "submit",
+            "--task",
+            task,
+            "--data",
+            "optdigits",
+            "--classes",
+            classes,
+            "--hidden",
+            "16",
+            "--epochs",
+            "1",
+        ]);
+    }
+    // The first submit made the root; one worker then chains the three jobs on main.
+    env.ok(&["worker", "--once"]);
+    let log = env.json(&["log", "--first-parent", "--json"]);
+    let subjects: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects.len(), 4, "{subjects:?}");
+    assert!(subjects[0].starts_with("train c") && subjects[2].starts_with("train a"));
+    assert!(!env.ok(&["branch"]).contains("jobs/"));
+    let m = env.json(&["metrics", "--json"]);
+    assert_eq!(m["tasks"], serde_json::json!(["a", "b", "c"]));
+}
+
+/// Refusals found by trying the product as a new user: each leaves the store (and the
+/// user's files) exactly as they were.
+#[test]
+fn refused_commands_change_nothing() {
+    let env = Env::new();
+    let base = [
+        "train",
+        "--task",
+        "a",
+        "--data",
+        "optdigits",
+        "--classes",
+        "0,1",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+    ];
+    env.ok(&base);
+    let snapshot = |env: &Env| {
+        (
+            env.ok(&["log", "--json"]),
+            env.ok(&["data", "ls", "--json"]),
+            env.ok(&["branch", "--json"]),
+            env.ok(&["tag", "--json"]),
+        )
+    };
+    let before = snapshot(&env);
+
+    // export: a pattern matching nothing must not clobber the output file.
+    let precious = env.path("precious.safetensors");
+    std::fs::write(&precious, b"do not touch").unwrap();
+    let (_, err) = env.fail(&[
+        "export",
+        "HEAD",
+        "-o",
+        precious.to_str().unwrap(),
+        "--tensor",
+        "typo*",
+    ]);
+    assert!(err.contains("no tensor of HEAD matches typo*"), "{err}");
+    assert_eq!(std::fs::read(&precious).unwrap(), b"do not touch");
+
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "train",
+                "--task",
+                "a",
+                "--data",
+                "optdigits",
+                "--classes",
+                "4,5",
+            ],
+            "was trained with classes [0, 1]",
+        ),
+        (
+            vec![
+                "train",
+                "--task",
+                "b",
+                "--data",
+                "optdigits",
+                "--classes",
+                "4,5",
+                "--hidden",
+                "50,50",
+            ],
+            "contradicts the parent",
+        ),
+        (
+            vec![
+                "train",
+                "--task",
+                "b",
+                "--data",
+                "optdigits",
+                "--classes",
+                "4,5",
+                "--scenario",
+                "cil",
+            ],
+            "contradicts the parent",
+        ),
+        (
+            vec![
+                "train",
+                "--task",
+                "b",
+                "--data",
+                "optdigits",
+                "--classes",
+                "4",
+            ],
+            "at least two",
+        ),
+        (
+            vec![
+                "train",
+                "--task",
+                "",
+                "--data",
+                "optdigits",
+                "--classes",
+                "4,5",
+            ],
+            "invalid task name",
+        ),
+        (
+            vec!["train", "--task", "b", "--data", "nonexistent"],
+            "neither a data set",
+        ),
+        (
+            vec![
+                "train",
+                "--task",
+                "b",
+                "--data",
+                "optdigits",
+                "--epochs",
+                "0",
+            ],
+            "epochs",
+        ),
+        (vec!["show", "HEAD~x"], "unexpected 'x' after ~"),
+        (vec!["show", "HEAD^{}"], "unexpected '{' after ^"),
+        (vec!["branch", "x", "HEAD~1x"], "unexpected 'x'"),
+        (
+            vec!["reset", "nonexistent", "HEAD"],
+            "no branch named \"nonexistent\"",
+        ),
+        (vec!["branch", "-d", "main"], "is the current branch"),
+        (vec!["revert", "HEAD"], "nothing to revert"),
+        (vec!["show", "ab"], "needs 4 digits"),
+    ];
+    for (args, expected) in cases {
+        let (code, err) = env.fail(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains(expected),
+            "{args:?}: expected {expected:?} in {err}"
+        );
+        assert_eq!(snapshot(&env), before, "{args:?} changed the store");
+    }
+
+    // Tags and branches never share a name; the bundled data's name is reserved.
+    env.ok(&["tag", "good", "HEAD~1"]);
+    let (_, err) = env.fail(&["branch", "good", "HEAD"]);
+    assert!(err.contains("a tag of that name exists"), "{err}");
+    env.ok(&["branch", "exp", "HEAD"]);
+    let (_, err) = env.fail(&["tag", "exp", "HEAD"]);
+    assert!(err.contains("a branch of that name exists"), "{err}");
+    let csv = env.path("d.csv");
+    std::fs::write(&csv, "1,2,0\n3,4,1\n").unwrap();
+    let (_, err) = env.fail(&["data", "add", csv.to_str().unwrap(), "--name", "optdigits"]);
+    assert!(err.contains("names the bundled data"), "{err}");
+    let bad = env.path("bad.csv");
+    std::fs::write(&bad, "1,2,0\n3,4\n").unwrap();
+    env.fail(&["data", "add", bad.to_str().unwrap(), "--name", "bad"]);
+    assert!(!env.ok(&["data", "ls"]).contains("bad"));
 }

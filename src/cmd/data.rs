@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use l3_store::Store;
 
 use crate::cli::DataCommand;
@@ -16,13 +16,15 @@ pub fn run(store: &Store, cmd: &DataCommand) -> Result<String> {
             label,
             json,
         } => {
-            let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
-            let id = if ext == "safetensors" {
-                l3_store::add_dataset_file(store, name, file)?
-            } else {
-                let tensors = crate::cmd::train::load_table(file, label.as_deref())?;
-                l3_store::add_dataset(store, name, &tensors, &Default::default())?
-            };
+            if crate::cmd::train::BUNDLED.contains(&name.as_str()) {
+                anyhow::bail!("\"{name}\" names the bundled data; choose another name");
+            }
+            l3_store::check_name("data set", name)?;
+            // Checked as training data before it is stored: x [n, d] and integer labels y [n].
+            let tensors = crate::cmd::train::load_table(file, label.as_deref())?;
+            l3_worker::Dataset::from_tensor_map(&tensors, "x", "y")
+                .with_context(|| format!("{} is not usable as a data set", file.display()))?;
+            let id = l3_store::add_dataset(store, name, &tensors, &Default::default())?;
             if *json {
                 return Ok(render::json(&serde_json::json!({"name": name, "id": id})));
             }

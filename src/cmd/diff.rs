@@ -45,7 +45,7 @@ pub fn run(store: &Store, a: &str, b: &str, stat: bool, json: bool) -> Result<St
             let _ = writeln!(
                 out,
                 "{status:<10} {:<44} {:>11} {:>11} {:>8} {:>11} {:>8}",
-                d.name,
+                render::name(&d.name),
                 fmt(d.l2_delta),
                 pct(d.rel_change),
                 d.cosine.map_or("-".into(), |c| format!("{c:.5}")),

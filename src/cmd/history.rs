@@ -40,8 +40,16 @@ pub fn log(
     let limit = limit.unwrap_or(usize::MAX);
     let commits: Vec<CommitInfo> = match data {
         Some(d) => {
-            let id = s.resolve_dataset(d)?;
-            let mut c = s.commits_with_data(&id)?;
+            let mut ids = s.datasets_named(d)?;
+            if ids.is_empty() {
+                ids.push(s.resolve_dataset(d)?);
+            }
+            let mut c = Vec::new();
+            for id in ids {
+                c.extend(s.commits_with_data(&id)?);
+            }
+            c.sort_by_key(|c| (c.generation, c.time_ms));
+            c.dedup_by_key(|c| c.id);
             c.reverse();
             c.truncate(limit);
             c
@@ -143,7 +151,7 @@ pub fn show(store: &Store, rev: &str, json: bool) -> Result<String> {
         let _ = writeln!(
             out,
             "  {:<48} {:<5} {:<16} {}",
-            t["name"].as_str().unwrap_or(""),
+            render::name(t["name"].as_str().unwrap_or("")),
             t["dtype"].as_str().unwrap_or(""),
             t["shape"].to_string(),
             render::bytes(t["bytes"].as_u64().unwrap_or(0))
@@ -247,12 +255,15 @@ pub fn blame(store: &Store, tensor: &str, rev: Option<&str>, json: bool) -> Resu
     ))
 }
 
-pub fn merge_base(store: &Store, a: &str, b: &str) -> Result<String> {
+pub fn merge_base(store: &Store, a: &str, b: &str, json: bool) -> Result<String> {
     let s = store.session()?;
     let (ca, cb) = (s.resolve(a)?, s.resolve(b)?);
     let bases = s.merge_bases(ca, cb)?;
     if bases.is_empty() {
         anyhow::bail!("{a} and {b} have no common ancestor");
+    }
+    if json {
+        return Ok(render::json(&bases));
     }
     Ok(bases.iter().map(|c| format!("{c}\n")).collect())
 }

@@ -47,7 +47,7 @@ pub fn fsck(store: &Store, json: bool) -> Result<String> {
         }
         let _ = writeln!(
             out,
-            "checked {} chunks, {} objects, {} refs: {} problems",
+            "checked {} chunks, {} objects, {} refs: {} problem(s)",
             r.chunks_checked,
             r.objects_checked,
             r.refs_checked,
@@ -58,7 +58,7 @@ pub fn fsck(store: &Store, json: bool) -> Result<String> {
     if !r.is_clean() {
         // The report goes to stdout; the exit code says the store is damaged.
         print!("{out}");
-        bail!("the store has {} problems", r.problems.len());
+        bail!("the store has {} problem(s); see above", r.problems.len());
     }
     Ok(out)
 }
@@ -69,7 +69,7 @@ pub fn stats(store: &Store, json: bool) -> Result<String> {
         return Ok(render::json(&st));
     }
     Ok(format!(
-        "commits           {}\nsnapshots         {}\ntensors           {}\nchunks            {}\nlogical bytes     {} ({})\nunique bytes      {} ({})\nstored bytes      {} ({})\ndedup ratio       {:.2}x\ncompression ratio {:.2}x\n",
+        "commits           {}\nsnapshots         {}\ntensors           {}\nchunks            {}\nlogical bytes     {} ({})\nunique bytes      {} ({})\npack bytes        {} ({}, includes garbage until gc)\ndedup ratio       {:.2}x\ncompression ratio {:.2}x (unique / stored chunk bytes)\n",
         st.commits, st.snapshots, st.tensors, st.chunks,
         st.logical_bytes, render::bytes(st.logical_bytes),
         st.unique_bytes, render::bytes(st.unique_bytes),

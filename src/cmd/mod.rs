@@ -77,7 +77,7 @@ pub fn run(cli: &Cli) -> Result<String> {
         Command::Blame { tensor, rev, json } => {
             history::blame(&open(cli)?, tensor, rev.as_deref(), *json)
         }
-        Command::MergeBase { a, b } => history::merge_base(&open(cli)?, a, b),
+        Command::MergeBase { a, b, json } => history::merge_base(&open(cli)?, a, b, *json),
         Command::Gc {
             dry_run,
             keep_reflog_days,

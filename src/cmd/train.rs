@@ -54,8 +54,9 @@ pub struct TrainArgs {
     pub test_data: Option<String>,
     #[arg(long, value_enum, default_value = "naive")]
     pub strategy: StrategyName,
-    #[arg(long, value_enum, default_value = "til")]
-    pub scenario: ScenarioName,
+    /// Scenario of a new model (default til); must match the parent's
+    #[arg(long, value_enum)]
+    pub scenario: Option<ScenarioName>,
     /// Online EWC penalty strength
     #[arg(long, default_value_t = 1000.0)]
     pub lambda: f64,
@@ -79,9 +80,9 @@ pub struct TrainArgs {
     pub lr: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Hidden layer widths of a new model
-    #[arg(long, value_delimiter = ',', default_value = "400,400")]
-    pub hidden: Vec<usize>,
+    /// Hidden layer widths of a new model (default 400,400); must match the parent's
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
     #[arg(long)]
     pub json: bool,
 }
@@ -137,37 +138,55 @@ fn settings_from(args: &TrainArgs) -> Settings {
     Settings {
         strategy,
         scenario: match args.scenario {
-            ScenarioName::Til => Scenario::TaskIncremental,
-            ScenarioName::Cil => Scenario::ClassIncremental,
+            None | Some(ScenarioName::Til) => Scenario::TaskIncremental,
+            Some(ScenarioName::Cil) => Scenario::ClassIncremental,
         },
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,
         seed: args.seed,
-        hidden: args.hidden.clone(),
+        hidden: args.hidden.clone().unwrap_or_else(|| vec![400, 400]),
         ..Settings::default()
     }
 }
 
-/// A data set named in the store, or a file added to the store under `name`.
-fn dataset_arg(
-    store: &Store,
-    what: &str,
-    name: &str,
-    classes: &[u32],
-    test: bool,
-) -> Result<DatasetId> {
+/// Names the bundled data answers to; a stored data set may not take them.
+pub const BUNDLED: [&str; 3] = ["optdigits", "optdigits-train", "optdigits-test"];
+
+/// Where a data argument points: the bundled data, a stored data set or a file.
+enum DataArg {
+    Stored(DatasetId),
+    Loaded(Dataset),
+}
+
+/// Resolves a data argument without writing anything.
+fn data_arg(store: &Store, what: &str, test: bool) -> Result<DataArg> {
+    if BUNDLED.contains(&what) {
+        let train = match what {
+            "optdigits-train" => true,
+            "optdigits-test" => false,
+            _ => !test,
+        };
+        return Ok(DataArg::Loaded(Dataset::optdigits_bundled(train)?));
+    }
     if let Ok(id) = store.session()?.resolve_dataset(what) {
-        return Ok(id);
+        return Ok(DataArg::Stored(id));
     }
     let path = Path::new(what);
-    let data = if what == "optdigits" {
-        Dataset::optdigits_bundled(!test)?
-    } else if path.exists() {
-        let tensors = load_table(path, None)?;
-        Dataset::from_tensor_map(&tensors, "x", "y")?
-    } else {
-        bail!("\"{what}\" is neither a data set in the store nor a file");
+    if !path.exists() {
+        bail!("\"{what}\" is neither a data set in the store, nor a file, nor \"optdigits\"");
+    }
+    let tensors = load_table(path, None)?;
+    Ok(DataArg::Loaded(Dataset::from_tensor_map(
+        &tensors, "x", "y",
+    )?))
+}
+
+/// The samples of `classes` (all when empty); refuses a selection with no samples.
+fn select(store: &Store, arg: DataArg, what: &str, classes: &[u32]) -> Result<Dataset> {
+    let data = match arg {
+        DataArg::Stored(id) => job::load_dataset(store, &id)?,
+        DataArg::Loaded(d) => d,
     };
     let data = if classes.is_empty() {
         data
@@ -177,58 +196,105 @@ fn dataset_arg(
     if data.n == 0 {
         bail!("{what} has no samples of classes {classes:?}");
     }
-    Ok(job::store_dataset(store, name, &data)?)
+    Ok(data)
 }
 
-/// Builds the job for `l3 train` and `l3 job submit`: resolves the parent (creating a root
-/// on an empty branch) and puts the data in the store.
+/// Builds the job for `l3 train` and `l3 job submit`. Everything is checked before anything
+/// is written: a refused command leaves the store as it was.
 fn prepare(store: &Store, args: &TrainArgs) -> Result<JobSpec> {
     let mut settings = settings_from(args);
+    settings.validate()?;
+    l3_store::check_name("task", &args.task)?;
     let branch = match &args.branch {
         Some(b) => b.clone(),
         None => store.session()?.head_branch()?,
     };
-    let test = args
-        .test_data
-        .clone()
-        .or_else(|| (args.data == "optdigits").then(|| args.data.clone()));
-    let Some(test) = test else {
-        bail!("give --test-data")
+    l3_store::check_name("branch", &branch)?;
+    let mut classes = args.classes.clone();
+    classes.sort_unstable();
+    if classes.windows(2).any(|w| w[0] == w[1]) {
+        bail!("--classes lists a class twice: {:?}", args.classes);
+    }
+
+    let train_arg = data_arg(store, &args.data, false)?;
+    let test_arg = match (&args.test_data, BUNDLED.contains(&args.data.as_str())) {
+        (Some(t), _) => data_arg(store, t, true)?,
+        (None, true) => data_arg(store, &args.data, true)?,
+        (None, false) => bail!(
+            "give --test-data (a data set or file to evaluate task \"{}\" on)",
+            args.task
+        ),
     };
-    let train_id = dataset_arg(
+    let train = select(store, train_arg, &args.data, &args.classes)?;
+    let test = select(
         store,
-        &args.data,
-        &format!("{}/train", args.task),
+        test_arg,
+        args.test_data.as_deref().unwrap_or(&args.data),
         &args.classes,
-        false,
     )?;
-    let test_id = dataset_arg(
-        store,
-        &test,
-        &format!("{}/test", args.task),
-        &args.classes,
-        true,
-    )?;
-    let train = job::load_dataset(store, &train_id)?;
     let classes = if args.classes.is_empty() {
         train.classes()
     } else {
         args.classes.clone()
     };
+    if classes.len() < 2 {
+        bail!(
+            "task \"{}\" has {} class; a task needs at least two",
+            args.task,
+            classes.len()
+        );
+    }
+    if train.d != test.d {
+        bail!(
+            "training data has {} features, test data {}",
+            train.d,
+            test.d
+        );
+    }
 
     let parent = match &args.from {
         Some(rev) => Some(store.session()?.resolve(rev)?),
         None => store.session()?.get_ref(&RefName::Branch(branch.clone()))?,
     };
-    let parent = match parent {
-        Some(p) => {
-            // The model's shape comes from the parent, whatever the flags say.
-            let (k, _) = job::load_knowledge(store, &p)?;
-            settings.hidden = k.config().hidden.clone();
-            settings.scenario = k.config().scenario;
-            settings.outputs = k.config().outputs;
-            p
+    if let Some(p) = parent {
+        // The model's shape comes from the parent; flags that contradict it are errors.
+        let (k, _) = job::load_knowledge(store, &p)?;
+        let cfg = k.config();
+        if args.hidden.as_ref().is_some_and(|h| *h != cfg.hidden) {
+            bail!(
+                "--hidden {:?} contradicts the parent's model (hidden {:?})",
+                args.hidden.as_ref().unwrap_or(&vec![]),
+                cfg.hidden
+            );
         }
+        if args.scenario.is_some() && settings.scenario != cfg.scenario {
+            bail!(
+                "--scenario contradicts the parent's model ({})",
+                cfg.scenario.name()
+            );
+        }
+        if cfg.input_dim != train.d {
+            bail!(
+                "the data has {} features; the parent's model takes {}",
+                train.d,
+                cfg.input_dim
+            );
+        }
+        if let Some((_, t)) = k.registry().task(&args.task) {
+            if t.classes != classes {
+                bail!("task \"{}\" was trained with classes {:?}; give it another name for classes {:?}", args.task, t.classes, classes);
+            }
+        }
+        settings.hidden = cfg.hidden.clone();
+        settings.scenario = cfg.scenario;
+        settings.outputs = cfg.outputs;
+    }
+
+    // Checked: now store the data and, on an empty branch, the root.
+    let train_id = job::store_dataset(store, &format!("{}/train", args.task), &train)?;
+    let test_id = job::store_dataset(store, &format!("{}/test", args.task), &test)?;
+    let parent = match parent {
+        Some(p) => p,
         None => job::commit_root(
             store,
             &branch,
@@ -504,21 +570,19 @@ pub fn worker(store: &Store, args: &WorkerArgs) -> Result<String> {
             continue;
         };
         tracing::info!(job = j.id, "took job");
-        let result = serde_json::from_value::<JobSpec>(j.spec.clone())
-            .map_err(|e| anyhow::anyhow!("job {}: bad spec: {e}", j.id))
-            .and_then(|spec| {
-                let opts = JobOptions {
-                    author: super::author(),
-                    holder: me.clone(),
-                    lease,
-                    fallback: Some(format!("jobs/{}", j.id)),
-                };
-                Ok(job::run_job(store, &spec, &opts)?)
-            });
+        let opts = JobOptions {
+            author: super::author(),
+            holder: me.clone(),
+            lease,
+            fallback: Some(format!("jobs/{}", j.id)),
+        };
+        let result = queued_spec(store, &j.spec)
+            .map_err(|e| anyhow::anyhow!("job {}: {e:#}", j.id))
+            .and_then(|spec| Ok(job::run_job(store, &spec, &opts)?));
         match result {
             Ok(out) => {
                 if let Some(winner) = out.lost_race_to {
-                    tracing::warn!(job = j.id, commit = %out.commit, winner = %winner, "branch moved; commit kept on {}", out.branch.as_deref().unwrap_or(""));
+                    tracing::info!(job = j.id, commit = %out.commit, winner = %winner, "branch moved; commit kept on {}", out.branch.as_deref().unwrap_or(""));
                 }
                 let summary = serde_json::json!({"commit": out.commit, "branch": out.branch, "lost_race_to": out.lost_race_to});
                 store.finish_job(j.id, &me, true, &summary)?;
@@ -540,11 +604,28 @@ pub fn worker(store: &Store, args: &WorkerArgs) -> Result<String> {
     Ok(format!("{done} jobs done\n"))
 }
 
+/// The job a queue entry describes, its parent resolved for jobs that follow their branch.
+fn queued_spec(store: &Store, queued: &serde_json::Value) -> Result<JobSpec> {
+    let mut spec: JobSpec = serde_json::from_value(queued["job"].clone())
+        .map_err(|e| anyhow::anyhow!("bad job spec: {e}"))?;
+    if queued["follow"].as_bool() == Some(true) {
+        if let Some(branch) = &spec.branch {
+            if let Some(head) = store.session()?.get_ref(&RefName::Branch(branch.clone()))? {
+                spec.parent = head;
+            }
+        }
+    }
+    Ok(spec)
+}
+
 pub fn job(store: &Store, cmd: &JobCommand) -> Result<String> {
     match cmd {
         JobCommand::Submit(args) => {
             let spec = prepare(store, args)?;
-            let id = store.submit_job(&serde_json::to_value(&spec)?)?;
+            // Without --from, the job follows its branch: the worker trains on the branch's
+            // head when it takes the job, so queued jobs chain instead of racing.
+            let queued = serde_json::json!({"job": spec, "follow": args.from.is_none()});
+            let id = store.submit_job(&queued)?;
             Ok(format!("{id}\n"))
         }
         JobCommand::Ls { json } => {
@@ -554,7 +635,7 @@ pub fn job(store: &Store, cmd: &JobCommand) -> Result<String> {
             }
             let mut out = String::new();
             for j in &jobs {
-                let task = j.spec["task"].as_str().unwrap_or("?");
+                let task = j.spec["job"]["task"].as_str().unwrap_or("?");
                 let commit = j.result["commit"].as_str().map(|c| &c[..12]).unwrap_or("");
                 let err = j.result["error"].as_str().unwrap_or("");
                 let _ = writeln!(
@@ -599,7 +680,9 @@ pub fn load_table(file: &Path, label: Option<&str>) -> Result<BTreeMap<String, T
     let data = match name.as_ref() {
         "optdigits-train" | "optdigits" => Dataset::optdigits_bundled(true)?,
         "optdigits-test" => Dataset::optdigits_bundled(false)?,
-        _ if file.extension().is_some_and(|e| e == "safetensors") => {
+        _ if file.extension().is_some_and(|e| e == "safetensors")
+            || looks_like_safetensors(file) =>
+        {
             let t = read_safetensors(file)?;
             Dataset::from_tensor_map(&t, "x", "y")?
         }
@@ -624,6 +707,19 @@ pub fn load_table(file: &Path, label: Option<&str>) -> Result<BTreeMap<String, T
         }
     };
     Ok(data.to_tensors()?)
+}
+
+/// Whether a file starts like safetensors: a header length that fits, then `{`.
+fn looks_like_safetensors(file: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 9];
+    let Ok(mut f) = std::fs::File::open(file) else {
+        return false;
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    f.read_exact(&mut head).is_ok()
+        && u64::from_le_bytes(head[..8].try_into().expect("8 bytes")) < len
+        && head[8] == b'{'
 }
 
 /// A PyTorch state dict (.pt, .pth, .bin), read with candle's pickle reader.

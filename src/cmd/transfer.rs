@@ -102,13 +102,15 @@ pub fn export(
         l3_store::SnapshotId(s.get_commit(&commit)?.snapshot)
     };
     let keep = |name: &str| globs.is_empty() || globs.iter().any(|g| g.matches(name));
-    let total = store.session()?.get_snapshot(&snapshot)?.logical_bytes;
+    let snap = store.session()?.get_snapshot(&snapshot)?;
+    if !globs.is_empty() && !snap.tensors.iter().any(|t| keep(&t.name)) {
+        // Refuse before touching the output file.
+        anyhow::bail!("no tensor of {rev} matches {}", patterns.join(", "));
+    }
+    let total = snap.logical_bytes;
     let bar = crate::progress::Bar::new(store, total, "exporting");
     let outcome = l3_store::export_safetensors(store, &snapshot, output, keep)?;
     drop(bar);
-    if outcome.tensors == 0 && !globs.is_empty() {
-        anyhow::bail!("no tensor of {rev} matches {}", patterns.join(", "));
-    }
     if json {
         return Ok(render::json(&outcome));
     }

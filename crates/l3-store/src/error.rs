@@ -23,7 +23,7 @@ pub enum Error {
     #[error("{path} already holds an l3 store")]
     AlreadyAStore { path: PathBuf },
 
-    #[error("store {path} is busy: another process held it for {waited:?}; try again or raise the lock timeout")]
+    #[error("store {path} is busy: another process holds it (waited {waited:.1?}); try again or raise the lock timeout")]
     Busy { path: PathBuf, waited: Duration },
 
     #[error("store {path}: {message}")]

@@ -79,6 +79,12 @@ pub fn export_safetensors(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.l3-partial-{}", std::process::id()));
+    if !dir.is_dir() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "the directory does not exist"),
+        ));
+    }
     let result = (|| -> Result<()> {
         let file = OpenOptions::new()
             .write(true)

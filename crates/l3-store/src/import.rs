@@ -378,7 +378,7 @@ pub fn import_safetensors(
                 });
             }
             Err(Error::Conflict { .. }) if attempt < 8 => {
-                tracing::warn!(branch = %branch, "branch moved during import; retrying");
+                tracing::debug!(branch = %branch, "branch moved during import; retrying");
             }
             Err(e) => return Err(e),
         }

@@ -203,6 +203,19 @@ impl Session<'_> {
         Ok(out)
     }
 
+    /// Every data set with this name (a name points at its latest; earlier ones remain).
+    pub fn datasets_named(&self, name: &str) -> Result<Vec<DatasetId>> {
+        let mut out = Vec::new();
+        for item in self.t.objects.scan_prefix([crate::store::kind::DATASET]) {
+            let (k, v) = item?;
+            let rec: crate::record::DatasetRecord = crate::record::decode(&v)?;
+            if rec.name == name {
+                out.push(DatasetId::from_slice(&k[1..]).expect("32-byte key"));
+            }
+        }
+        Ok(out)
+    }
+
     /// Resolves a data set by name or id (or unique id prefix).
     pub fn resolve_dataset(&self, what: &str) -> Result<DatasetId> {
         if let Some(v) = self.t.datasets.get(what.as_bytes())? {

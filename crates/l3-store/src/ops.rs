@@ -17,6 +17,11 @@ impl Store {
         let old = self
             .session()?
             .get_ref(&RefName::Branch(branch.to_string()))?;
+        if old.is_none() {
+            return Err(Error::Invalid(format!(
+                "no branch named \"{branch}\"; create one with `l3 branch {branch} REV`"
+            )));
+        }
         self.update_refs(&[RefUpdate {
             name: RefName::Branch(branch.to_string()),
             new: target,
@@ -37,7 +42,14 @@ impl Store {
                 .ok_or_else(|| {
                     Error::Invalid(format!("branch \"{branch}\" has no commits to revert"))
                 })?;
-            (head, crate::SnapshotId(s.get_commit(&target)?.snapshot))
+            let snapshot = crate::SnapshotId(s.get_commit(&target)?.snapshot);
+            if s.get_commit(&head)?.snapshot == snapshot.0 {
+                return Err(Error::Invalid(format!(
+                    "branch \"{branch}\" already holds the knowledge of {}; nothing to revert",
+                    target.short(12)
+                )));
+            }
+            (head, snapshot)
         };
         let mut stage = Stage::new(self);
         let commit = stage.add_commit(NewCommit {

@@ -114,8 +114,11 @@ pub fn check_name(what: &'static str, name: &str) -> Result<()> {
     if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return bad("it contains whitespace or a control character");
     }
-    if name.contains(['~', '^', ':', '\\']) || name.contains("..") || name == "HEAD" {
-        return bad("it contains '~', '^', ':', '\\' or '..', or is HEAD");
+    if name.contains(['~', '^', ':', '\\']) || name.contains("..") || name.contains("@{") {
+        return bad("it contains '~', '^', ':', '\\', '..' or '@{'");
+    }
+    if name == "HEAD" || name == "@" {
+        return bad("it is reserved for the current branch");
     }
     Ok(())
 }
@@ -203,6 +206,9 @@ impl Session<'_> {
                     .map_err(|_| bad(format!("bad number after {op}")))?
             };
             steps = &rest[digits..];
+            if let Some(c) = steps.chars().next().filter(|c| *c != '~' && *c != '^') {
+                return Err(bad(format!("unexpected {c:?} after {op}: use ~N or ^N")));
+            }
             let rec = self.get_commit(&commit)?;
             commit = match op {
                 '^' if n == 0 => commit,
@@ -249,8 +255,13 @@ impl Session<'_> {
             return Ok(c);
         }
         let is_hex = base.chars().all(|c| c.is_ascii_hexdigit());
-        if !is_hex || base.len() < 4 {
+        if !is_hex {
             return Err(bad("no branch, tag or commit has this name".into()));
+        }
+        if base.len() < 4 {
+            return Err(bad(
+                "no branch or tag has this name, and an id prefix needs 4 digits".into(),
+            ));
         }
         let lower = base.to_ascii_lowercase();
         let even = &lower[..lower.len() / 2 * 2];
@@ -273,12 +284,14 @@ impl Session<'_> {
             0 => Err(bad("no commit has this id prefix".into())),
             1 => Ok(found[0]),
             _ => Err(bad(format!(
-                "ambiguous id prefix: {} and more; give more digits",
+                "ambiguous id prefix: it matches {}{}; give more digits",
                 found
                     .iter()
+                    .take(5)
                     .map(|c| c.short(12))
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                if found.len() > 5 { " and more" } else { "" }
             ))),
         }
     }
@@ -316,6 +329,11 @@ impl Store {
     /// Deletes a branch; its reflog keeps the last value, so it can be recreated.
     pub fn delete_branch(&self, branch: &str) -> Result<CommitId> {
         let s = self.session()?;
+        if s.head_branch()? == branch {
+            return Err(Error::Invalid(format!(
+                "\"{branch}\" is the current branch; switch to another before deleting it"
+            )));
+        }
         let seq = s.t.db.generate_id()?;
         let name = RefName::Branch(branch.to_string());
         let res = (&s.t.refs, &s.t.reflog).transaction(|(refs, reflog)| {

@@ -592,6 +592,23 @@ impl<'a> Stage<'a> {
             let old = refs
                 .get(target.key())?
                 .and_then(|v| CommitId::from_slice(&v));
+            if old.is_none() {
+                // A new ref must not share its name with a ref of the other kind.
+                let other = match &target {
+                    RefName::Branch(n) => RefName::Tag(n.clone()),
+                    RefName::Tag(n) => RefName::Branch(n.clone()),
+                };
+                if refs.get(other.key())?.is_some() {
+                    return fail(Error::Invalid(format!(
+                        "cannot create {target}: a {} of that name exists",
+                        if matches!(other, RefName::Tag(_)) {
+                            "tag"
+                        } else {
+                            "branch"
+                        }
+                    )));
+                }
+            }
             refs.insert(target.key(), &u.new.0)?;
             if let RefName::Branch(branch) = &target {
                 let entry = RefLogRecord {

@@ -504,22 +504,32 @@ impl Store {
         match self.shared.reader.read(&self.packs_dir(), id, loc) {
             Ok(raw) => Ok(raw),
             Err(crate::pack::ChunkReadError::PackMissing { .. }) => {
+                // gc may have moved the chunk: look it up again before calling it lost.
                 self.shared.reader.forget();
                 let loc = self
                     .session()?
                     .chunk_loc(id)?
                     .ok_or(Error::MissingChunk(*id))?;
-                Ok(self.shared.reader.read(&self.packs_dir(), id, &loc)?)
+                let again = self.shared.reader.read(&self.packs_dir(), id, &loc);
+                if again.is_err() {
+                    self.quarantine(id);
+                }
+                Ok(again?)
             }
             Err(e @ crate::pack::ChunkReadError::HashMismatch { .. }) => {
-                // Remember the bad chunk so the next import of the same bytes rewrites it.
-                if let Ok(s) = self.session() {
-                    let _ = s.t.quarantine.insert(id.as_bytes(), &[]);
-                    let _ = s.t.db.flush();
-                }
+                self.quarantine(id);
                 Err(e.into())
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Remembers a chunk whose stored bytes are bad or gone, so the next import of the same
+    /// bytes writes it again.
+    fn quarantine(&self, id: &ChunkId) {
+        if let Ok(s) = self.session() {
+            let _ = s.t.quarantine.insert(id.as_bytes(), &[]);
+            let _ = s.t.db.flush();
         }
     }
 

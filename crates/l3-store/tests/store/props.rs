@@ -83,6 +83,11 @@ proptest! {
                 Op::Reset { branch, k } if !commits.is_empty() => {
                     let target = commits[k % commits.len()].0;
                     let b = format!("b{branch}");
+                    if !branches.contains_key(&b) {
+                        // Resetting a branch that does not exist is refused, not a creation.
+                        prop_assert!(store.reset(&b, target).is_err());
+                        continue;
+                    }
                     store.reset(&b, target).unwrap();
                     branches.insert(b, target);
                 }
@@ -90,6 +95,12 @@ proptest! {
                     let b = format!("b{branch}");
                     let Some(head) = branches.get(&b).copied() else { continue };
                     let (target, _, seed) = commits[k % commits.len()].clone();
+                    let head_seed = commits.iter().find(|c| c.0 == head).map(|c| c.2);
+                    if head_seed == Some(seed) {
+                        // Reverting to the knowledge the branch already holds is refused.
+                        prop_assert!(store.revert(&b, target, "p").is_err());
+                        continue;
+                    }
                     let c = store.revert(&b, target, "p").unwrap();
                     commits.push((c, vec![head], seed));
                     branches.insert(b, c);
