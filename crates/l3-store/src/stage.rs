@@ -225,13 +225,23 @@ impl<'a> Stage<'a> {
             let session = self.store.session()?;
             let mut seen = HashSet::new();
             let mut wanted = Vec::new();
+            // A chunk whose pack file is gone (deleted by hand, lost disk) counts as missing,
+            // so importing the same bytes again repairs it.
+            let mut pack_exists: HashMap<u64, bool> = HashMap::new();
+            let packs = self.store.packs_dir();
             for id in &ids {
                 for c in &self.tensors[id].chunks {
                     let c = ChunkId(*c);
                     if self.new_chunks.contains_key(&c) || !seen.insert(c) {
                         continue;
                     }
-                    if !session.has_good_chunk(&c)? {
+                    let present = session.has_good_chunk(&c)?
+                        && session.chunk_loc(&c)?.is_some_and(|loc| {
+                            *pack_exists.entry(loc.pack).or_insert_with(|| {
+                                packs.join(crate::pack::pack_file_name(loc.pack)).exists()
+                            })
+                        });
+                    if !present {
                         wanted.push(c);
                     }
                 }
@@ -476,7 +486,17 @@ impl<'a> Stage<'a> {
         let mut new_packs = HashSet::new();
         for (cid, loc) in &self.new_chunks {
             let bad = quarantine.get(cid.as_bytes())?.is_some();
-            if bad || chunks.get(cid.as_bytes())?.is_none() {
+            let gone = match chunks.get(cid.as_bytes())? {
+                None => true,
+                Some(v) => record::decode::<ChunkLoc>(&v).map_or(true, |old| {
+                    !self
+                        .store
+                        .packs_dir()
+                        .join(crate::pack::pack_file_name(old.pack))
+                        .exists()
+                }),
+            };
+            if bad || gone {
                 chunks.insert(cid.as_bytes(), record::encode(loc))?;
                 quarantine.remove(cid.as_bytes())?;
                 new_packs.insert(loc.pack);
