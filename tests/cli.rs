@@ -704,3 +704,31 @@ fn refused_commands_change_nothing() {
     env.fail(&["data", "add", bad.to_str().unwrap(), "--name", "bad"]);
     assert!(!env.ok(&["data", "ls"]).contains("bad"));
 }
+
+#[test]
+fn reproduce_is_bit_identical_across_thread_counts() {
+    let env = Env::new();
+    let stream = Path::new(env!("CARGO_MANIFEST_DIR")).join("streams/split-digits-cil.toml");
+    let with = |threads: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_l3"))
+            .args(args)
+            .env("L3_STORE", env.store())
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    with("2", &["run", stream.to_str().unwrap()]);
+    for rev in ["HEAD", "HEAD~3"] {
+        let r: serde_json::Value =
+            serde_json::from_str(&with("1", &["reproduce", rev, "--json"])).unwrap();
+        assert_eq!(r["identical"], true, "{r}");
+        assert_eq!(r["recorded_threads"], 2);
+        assert_eq!(r["threads"], 1);
+    }
+}
