@@ -56,6 +56,38 @@ pub enum Compression {
     Zstd { level: i32 },
 }
 
+thread_local! {
+    /// One compression context per thread and level: creating one per chunk costs more than
+    /// compressing a small chunk.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn compress(input: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        let (_, c) = slot.as_mut().expect("set above");
+        c.compress(input)
+    })
+}
+
+fn decompress(input: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        slot.as_mut()
+            .expect("set above")
+            .decompress(input, capacity)
+    })
+}
+
 /// A compressed chunk is kept only if it saves at least this share of the raw size.
 const MIN_SAVING: f64 = 0.03;
 
@@ -75,7 +107,7 @@ pub fn encode(raw: &[u8], dtype: DType, compression: Compression) -> (Encoding, 
     } else {
         raw
     };
-    match zstd::bulk::compress(input, level) {
+    match compress(input, level) {
         Ok(packed) if (packed.len() as f64) <= raw.len() as f64 * (1.0 - MIN_SAVING) => {
             (encoding, packed)
         }
@@ -88,7 +120,7 @@ pub fn decode(encoding: Encoding, stored: &[u8], raw_len: usize) -> std::io::Res
     if encoding == Encoding::Raw {
         return Ok(stored.to_vec());
     }
-    let unpacked = zstd::bulk::decompress(stored, raw_len)?;
+    let unpacked = decompress(stored, raw_len)?;
     if unpacked.len() != raw_len {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -107,6 +139,19 @@ pub fn decode(encoding: Encoding, stored: &[u8], raw_len: usize) -> std::io::Res
 fn group_bytes(raw: &[u8], width: usize) -> Vec<u8> {
     let n = raw.len() / width;
     let mut out = vec![0u8; raw.len()];
+    if width == 4 {
+        // The common case (F32), written plane by plane so the bounds checks go away.
+        let (p0, rest) = out.split_at_mut(n);
+        let (p1, rest) = rest.split_at_mut(n);
+        let (p2, p3) = rest.split_at_mut(n);
+        for (i, e) in raw.chunks_exact(4).enumerate() {
+            p0[i] = e[0];
+            p1[i] = e[1];
+            p2[i] = e[2];
+            p3[i] = e[3];
+        }
+        return out;
+    }
     for (i, element) in raw.chunks_exact(width).enumerate() {
         for (j, &b) in element.iter().enumerate() {
             out[j * n + i] = b;

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::{ChunkId, SnapshotId, TensorId};
-use crate::record::TensorRecord;
+use crate::record::{ChunkLoc, TensorRecord};
 use crate::store::Store;
 use crate::{numeric, DType};
 
@@ -48,10 +48,9 @@ fn describe(r: &TensorRecord) -> String {
 
 /// Compares two snapshots tensor by tensor, in name order.
 pub fn diff(store: &Store, a: &SnapshotId, b: &SnapshotId) -> Result<Vec<TensorDiff>> {
-    let (sa, sb) = {
-        let s = store.session()?;
-        (s.get_snapshot(a)?, s.get_snapshot(b)?)
-    };
+    // One session for all the metadata; chunk bytes are read outside it (in parallel).
+    let s = store.session()?;
+    let (sa, sb) = (s.get_snapshot(a)?, s.get_snapshot(b)?);
     let names: BTreeSet<&str> = sa
         .tensors
         .iter()
@@ -80,7 +79,6 @@ pub fn diff(store: &Store, a: &SnapshotId, b: &SnapshotId) -> Result<Vec<TensorD
             chunks_read: 0,
         };
         let (ra, rb) = {
-            let s = store.session()?;
             let get = |t: Option<TensorId>| -> Result<Option<TensorRecord>> {
                 match t {
                     Some(t) => Ok(Some(
@@ -106,7 +104,7 @@ pub fn diff(store: &Store, a: &SnapshotId, b: &SnapshotId) -> Result<Vec<TensorD
             (Some(ra), Some(rb)) => {
                 d.status = Status::Changed;
                 if ra.dtype == rb.dtype && ra.shape == rb.shape {
-                    numeric_diff(store, &ra, &rb, &mut d)?;
+                    numeric_diff(store, &s, &ra, &rb, &mut d)?;
                 }
             }
             (None, None) => unreachable!("name came from one of the snapshots"),
@@ -118,45 +116,53 @@ pub fn diff(store: &Store, a: &SnapshotId, b: &SnapshotId) -> Result<Vec<TensorD
 
 fn numeric_diff(
     store: &Store,
+    s: &crate::store::Session<'_>,
     a: &TensorRecord,
     b: &TensorRecord,
     d: &mut TensorDiff,
 ) -> Result<()> {
+    use rayon::prelude::*;
+
     let dtype = DType::from_code(a.dtype).ok_or_else(|| Error::Invalid("unknown dtype".into()))?;
-    let locs = {
-        let s = store.session()?;
-        let differing: Vec<usize> = (0..a.chunks.len())
-            .filter(|&i| a.chunks[i] != b.chunks[i])
-            .collect();
-        let mut locs = Vec::new();
-        for i in differing {
-            let la = s.chunk_locs(&[a.chunks[i]])?[0];
-            let lb = s.chunk_locs(&[b.chunks[i]])?[0];
-            locs.push((i, la, lb));
-        }
-        locs
-    };
+    let differing: Vec<usize> = (0..a.chunks.len())
+        .filter(|&i| a.chunks[i] != b.chunks[i])
+        .collect();
+    let pick = |r: &TensorRecord| differing.iter().map(|&i| r.chunks[i]).collect::<Vec<_>>();
+    let (la, lb) = (s.chunk_locs(&pick(a))?, s.chunk_locs(&pick(b))?);
+    let locs: Vec<(usize, ChunkLoc, ChunkLoc)> = differing
+        .iter()
+        .zip(la.into_iter().zip(lb))
+        .map(|(&i, (x, y))| (i, x, y))
+        .collect();
     let elements: u64 = a.shape.iter().product();
-    let (mut sq, mut max, mut changed) = (0.0f64, 0.0f64, 0u64);
-    for (i, la, lb) in &locs {
-        let ba = store.read_chunk(&ChunkId(a.chunks[*i]), la)?;
-        let bb = store.read_chunk(&ChunkId(b.chunks[*i]), lb)?;
-        let size = dtype.size();
-        changed += ba
-            .chunks_exact(size)
-            .zip(bb.chunks_exact(size))
-            .filter(|(x, y)| x != y)
-            .count() as u64;
-        if let (Some(fa), Some(fb)) = (numeric::floats(dtype, &ba), numeric::floats(dtype, &bb)) {
-            for (x, y) in fa.iter().zip(&fb) {
-                let delta = y - x;
-                if delta.is_finite() {
-                    sq += delta * delta;
-                    max = max.max(delta.abs());
+    let size = dtype.size();
+    let (sq, max, changed) = locs
+        .par_iter()
+        .map(|(i, la, lb)| -> Result<(f64, f64, u64)> {
+            let ba = store.read_chunk(&ChunkId(a.chunks[*i]), la)?;
+            let bb = store.read_chunk(&ChunkId(b.chunks[*i]), lb)?;
+            let changed = ba
+                .chunks_exact(size)
+                .zip(bb.chunks_exact(size))
+                .filter(|(x, y)| x != y)
+                .count();
+            let (mut sq, mut max) = (0.0f64, 0.0f64);
+            if let (Some(fa), Some(fb)) = (numeric::floats(dtype, &ba), numeric::floats(dtype, &bb))
+            {
+                for (x, y) in fa.iter().zip(&fb) {
+                    let delta = y - x;
+                    if delta.is_finite() {
+                        sq += delta * delta;
+                        max = max.max(delta.abs());
+                    }
                 }
             }
-        }
-    }
+            Ok((sq, max, changed as u64))
+        })
+        .try_reduce(
+            || (0.0, 0.0, 0),
+            |x, y| Ok((x.0 + y.0, x.1.max(y.1), x.2 + y.2)),
+        )?;
     d.chunks_read = locs.len() as u64 * 2;
     d.changed_fraction = Some(if elements == 0 {
         0.0

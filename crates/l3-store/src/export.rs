@@ -1,7 +1,7 @@
 //! Safetensors out: a snapshot, or the tensors a filter keeps, to a file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -92,34 +92,27 @@ pub fn export_safetensors(
             .truncate(true)
             .open(&tmp)
             .map_err(|e| Error::io(&tmp, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
         let io = |e| Error::io(&tmp, e);
-        out.write_all(&(json.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        out.write_all(&json).map_err(io)?;
-        let all: Vec<(ChunkId, ChunkLoc)> = plan
-            .iter()
-            .flat_map(|(_, rec, locs)| {
-                rec.chunks
-                    .iter()
-                    .map(|c| ChunkId(*c))
-                    .zip(locs.iter().copied())
-            })
-            .collect();
-        let batch = rayon::current_num_threads().max(1) * 4;
-        for group in all.chunks(batch) {
-            let raws: Vec<Vec<u8>> = group
-                .par_iter()
-                .map(|(id, loc)| store.read_chunk(id, loc))
-                .collect::<Result<_>>()?;
-            for raw in raws {
-                store.report(crate::Progress::Read(raw.len() as u64));
-                out.write_all(&raw).map_err(io)?;
+        let mut head = (json.len() as u64).to_le_bytes().to_vec();
+        head.extend_from_slice(&json);
+        file.write_all_at(&head, 0).map_err(io)?;
+
+        // Every chunk's place in the file is known, so threads read, verify and write chunks
+        // independently; memory stays at a chunk or two per thread.
+        let chunk_size = store.config().chunk_size as u64;
+        let mut all: Vec<(ChunkId, ChunkLoc, u64)> = Vec::new();
+        let mut tensor_at = head.len() as u64;
+        for (_, rec, locs) in &plan {
+            for (i, (c, loc)) in rec.chunks.iter().zip(locs).enumerate() {
+                all.push((ChunkId(*c), *loc, tensor_at + i as u64 * chunk_size));
             }
+            tensor_at += rec.byte_len;
         }
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        all.par_iter().try_for_each(|(id, loc, at)| {
+            let raw = store.read_chunk(id, loc)?;
+            store.report(crate::Progress::Read(raw.len() as u64));
+            file.write_all_at(&raw, *at).map_err(|e| Error::io(&tmp, e))
+        })?;
         file.sync_data().map_err(io)?;
         Ok(())
     })();

@@ -96,6 +96,9 @@ struct ChunkOrigin {
 /// Objects waiting to be recorded. Nothing here is visible to other processes until `finish`.
 pub struct Stage<'a> {
     store: &'a Store,
+    /// The metadata session, kept across the steps of a small commit so the database is
+    /// opened once; dropped before bulk chunk writes.
+    session: Option<crate::store::Session<'a>>,
     inputs: Vec<TensorInput<'a>>,
     origins: HashMap<ChunkId, ChunkOrigin>,
     tensors: HashMap<TensorId, TensorRecord>,
@@ -128,6 +131,7 @@ impl<'a> Stage<'a> {
     pub fn new(store: &'a Store) -> Stage<'a> {
         Stage {
             store,
+            session: None,
             inputs: Vec::new(),
             origins: HashMap::new(),
             tensors: HashMap::new(),
@@ -170,39 +174,38 @@ impl<'a> Stage<'a> {
         }
         self.inputs.extend_from_slice(inputs);
 
-        // Hash every chunk; sum squares for float tensors on the way.
+        // Hash every chunk.
         let all = &self.inputs;
-        let hashed: Vec<(ChunkId, f64)> = pieces
+        let hashed: Vec<ChunkId> = pieces
             .par_iter()
             .map(|&(input, start, len)| {
-                let inp = &all[input];
-                let bytes = inp
+                let bytes = all[input]
                     .source
                     .read(start, len as usize)
                     .map_err(|e| Error::Invalid(format!("reading tensor bytes at {start}: {e}")))?;
-                let sq = numeric::norm_sq(inp.dtype, &bytes).unwrap_or(0.0);
                 self.store.report(crate::Progress::Hashed(len as u64));
-                Ok((chunk_id(&bytes), sq))
+                Ok(chunk_id(&bytes))
             })
             .collect::<Result<_>>()?;
 
         let mut ids = Vec::with_capacity(inputs.len());
+        let mut spans = Vec::with_capacity(inputs.len());
         let mut at = 0;
         for (i, input) in inputs.iter().enumerate() {
+            let first = at;
             let mut chunks = Vec::new();
-            let mut norm_sq = 0.0;
             while at < pieces.len() && pieces[at].0 == first_input + i {
                 let (input_idx, start, len) = pieces[at];
-                let (cid, sq) = hashed[at];
+                let cid = hashed[at];
                 self.origins.entry(cid).or_insert(ChunkOrigin {
                     input: input_idx,
                     start,
                     len,
                 });
                 chunks.push(cid);
-                norm_sq += sq;
                 at += 1;
             }
+            spans.push(first..at);
             let id = encode::tensor_id(input.dtype, input.shape, &chunks);
             let byte_len = crate::byte_len(input.dtype, input.shape).expect("checked above");
             let rec = TensorRecord {
@@ -210,19 +213,59 @@ impl<'a> Stage<'a> {
                 shape: input.shape.to_vec(),
                 chunks: chunks.iter().map(|c| c.0).collect(),
                 byte_len,
-                norm_sq: if input.dtype.is_float() {
-                    norm_sq
-                } else {
-                    f64::NAN
-                },
+                norm_sq: f64::NAN,
             };
-            self.tensors.insert(id, rec);
+            self.tensors.entry(id).or_insert(rec);
             ids.push(id);
+        }
+
+        // The norm (kept for diffs) is computed only for float tensors the store lacks: a
+        // re-import of known tensors reads every byte once, to hash it.
+        let fresh: Vec<usize> = {
+            if self.session.is_none() {
+                self.session = Some(self.store.session()?);
+            }
+            let session = self.session.as_ref().expect("opened above");
+            let mut fresh = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                let rec = &self.tensors[id];
+                let float = DType::from_code(rec.dtype).is_some_and(DType::is_float);
+                if float && rec.norm_sq.is_nan() && session.tensor(id)?.is_none() {
+                    fresh.push(i);
+                }
+            }
+            fresh
+        };
+        let all = &self.inputs;
+        let norms: Vec<(usize, f64)> = fresh
+            .par_iter()
+            .map(|&i| {
+                let sum = spans[i]
+                    .clone()
+                    .into_par_iter()
+                    .map(|p| {
+                        let (input, start, len) = pieces[p];
+                        let bytes = all[input].source.read(start, len as usize).map_err(|e| {
+                            Error::Invalid(format!("reading tensor bytes at {start}: {e}"))
+                        })?;
+                        Ok(numeric::norm_sq(all[input].dtype, &bytes).unwrap_or(0.0))
+                    })
+                    .sum::<Result<f64>>()?;
+                Ok((i, sum))
+            })
+            .collect::<Result<_>>()?;
+        for (i, sum) in norms {
+            if let Some(rec) = self.tensors.get_mut(&ids[i]) {
+                rec.norm_sq = sum;
+            }
         }
 
         // Ask the index which chunks it lacks (or holds only corrupt), then write those.
         let wanted: Vec<ChunkId> = {
-            let session = self.store.session()?;
+            if self.session.is_none() {
+                self.session = Some(self.store.session()?);
+            }
+            let session = self.session.as_ref().expect("opened above");
             let mut seen = HashSet::new();
             let mut wanted = Vec::new();
             // A chunk whose pack file is gone (deleted by hand, lost disk) counts as missing,
@@ -252,6 +295,10 @@ impl<'a> Stage<'a> {
         let wanted_bytes: u64 = wanted.iter().map(|c| self.origins[c].len as u64).sum();
         self.store
             .report(crate::Progress::Known(total.saturating_sub(wanted_bytes)));
+        if wanted_bytes > 16 << 20 {
+            // Other processes need not wait while this one writes much chunk data.
+            self.session = None;
+        }
         self.write_chunks(&wanted)?;
         Ok(ids)
     }
@@ -308,7 +355,10 @@ impl<'a> Stage<'a> {
     ) -> Result<SnapshotId> {
         let id = encode::snapshot_id(tensors, metadata);
         let mut logical_bytes = 0;
-        let session = self.store.session()?;
+        if self.session.is_none() {
+            self.session = Some(self.store.session()?);
+        }
+        let session = self.session.as_ref().expect("opened above");
         for (name, tid) in tensors {
             logical_bytes += match self.tensors.get(tid) {
                 Some(rec) => rec.byte_len,
@@ -367,7 +417,10 @@ impl<'a> Stage<'a> {
             &record_json,
         );
         let mut generation = 0;
-        let session = self.store.session()?;
+        if self.session.is_none() {
+            self.session = Some(self.store.session()?);
+        }
+        let session = self.session.as_ref().expect("opened above");
         for p in &c.parents {
             let staged = self
                 .commits
@@ -401,16 +454,17 @@ impl<'a> Stage<'a> {
         let store = self.store;
         for attempt in 0.. {
             store.sync_writer()?;
-            let reflog_seqs = {
-                let s = store.session()?;
-                updates
-                    .iter()
-                    .map(|_| s.t.db.generate_id())
-                    .collect::<sled::Result<Vec<_>>>()?
+            let s = match self.session.take() {
+                Some(s) => s,
+                None => store.session()?,
             };
+            let reflog_seqs = updates
+                .iter()
+                .map(|_| s.t.db.generate_id())
+                .collect::<sled::Result<Vec<_>>>()?;
+            self.record_chunk_locations(&s)?;
             let outcome = {
                 let _shared = store.collect_lock().read().expect("collect lock poisoned");
-                let s = store.session()?;
                 if crate::faults::fires(crate::faults::Fault::MetaCommit) {
                     return Err(Error::io(
                         store.root().join("meta"),
@@ -425,8 +479,6 @@ impl<'a> Stage<'a> {
                     &t.reflog,
                     &t.children,
                     &t.data_index,
-                    &t.packs,
-                    &t.quarantine,
                     &t.datasets,
                 );
                 let res = trees.transaction(|trees| self.apply(trees, updates, &reflog_seqs));
@@ -439,6 +491,7 @@ impl<'a> Stage<'a> {
                     Err(TransactionError::Storage(e)) => Err(Abort::Fail(e.into())),
                 }
             };
+            drop(s);
             match outcome {
                 Ok(fallbacks) => {
                     self.finished.fallbacks = fallbacks;
@@ -465,12 +518,55 @@ impl<'a> Stage<'a> {
         unreachable!("the loop returns")
     }
 
+    /// Records where the new chunks are, in batches before the commit transaction, so the
+    /// transaction stays small however many chunks a snapshot has. The entries point at
+    /// fsynced pack bytes; if the commit then fails they are unreferenced and gc drops them.
+    fn record_chunk_locations(&self, s: &crate::store::Session<'_>) -> Result<()> {
+        let t = &s.t;
+        let packs_dir = self.store.packs_dir();
+        let mut packs = HashSet::new();
+        let new: Vec<(&ChunkId, &ChunkLoc)> = self.new_chunks.iter().collect();
+        for group in new.chunks(4096) {
+            let mut batch = sled::Batch::default();
+            let mut cleared = sled::Batch::default();
+            for (cid, loc) in group {
+                // Replace an entry only when its bytes are known bad or its pack is gone.
+                let bad = t.quarantine.contains_key(cid.as_bytes())?;
+                let gone = match t.chunks.get(cid.as_bytes())? {
+                    None => true,
+                    Some(v) => record::decode::<ChunkLoc>(&v).map_or(true, |old| {
+                        !packs_dir
+                            .join(crate::pack::pack_file_name(old.pack))
+                            .exists()
+                    }),
+                };
+                if bad || gone {
+                    batch.insert(cid.as_bytes(), record::encode(*loc));
+                    cleared.remove(cid.as_bytes());
+                    packs.insert(loc.pack);
+                }
+            }
+            for pack in &packs {
+                let key = pack.to_be_bytes();
+                if !t.packs.contains_key(key)? {
+                    t.packs.insert(
+                        key,
+                        record::encode(&PackRecord {
+                            created_ms: now_ms(),
+                        }),
+                    )?;
+                }
+            }
+            t.chunks.apply_batch(batch)?;
+            t.quarantine.apply_batch(cleared)?;
+        }
+        Ok(())
+    }
+
     #[allow(clippy::type_complexity)]
     fn apply(
         &self,
-        (objects, chunks, refs, reflog, children, data_index, packs, quarantine, datasets): &(
-            TransactionalTree,
-            TransactionalTree,
+        (objects, chunks, refs, reflog, children, data_index, datasets): &(
             TransactionalTree,
             TransactionalTree,
             TransactionalTree,
@@ -482,38 +578,6 @@ impl<'a> Stage<'a> {
         updates: &[RefUpdate],
         reflog_seqs: &[u64],
     ) -> TxResult<Vec<(String, String, Option<CommitId>)>> {
-        // Chunks: record new locations, replacing corrupt ones.
-        let mut new_packs = HashSet::new();
-        for (cid, loc) in &self.new_chunks {
-            let bad = quarantine.get(cid.as_bytes())?.is_some();
-            let gone = match chunks.get(cid.as_bytes())? {
-                None => true,
-                Some(v) => record::decode::<ChunkLoc>(&v).map_or(true, |old| {
-                    !self
-                        .store
-                        .packs_dir()
-                        .join(crate::pack::pack_file_name(old.pack))
-                        .exists()
-                }),
-            };
-            if bad || gone {
-                chunks.insert(cid.as_bytes(), record::encode(loc))?;
-                quarantine.remove(cid.as_bytes())?;
-                new_packs.insert(loc.pack);
-            }
-        }
-        for pack in new_packs {
-            let key = pack.to_be_bytes();
-            if packs.get(key)?.is_none() {
-                packs.insert(
-                    &key,
-                    record::encode(&PackRecord {
-                        created_ms: now_ms(),
-                    }),
-                )?;
-            }
-        }
-
         // Tensors: every chunk they name must be indexed now.
         let mut missing = Vec::new();
         for (tid, rec) in &self.tensors {
