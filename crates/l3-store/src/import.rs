@@ -360,7 +360,13 @@ pub fn import_safetensors(
             name: RefName::Branch(branch.clone()),
             new: commit,
             expected: Expect::exactly(head),
-            message: format!("import {}", path.display()),
+            message: format!(
+                "import {}",
+                path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                )
+            ),
             fallback: None,
         };
         match stage.finish(&[update]) {
