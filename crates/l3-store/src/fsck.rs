@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::error::Result;
 use crate::id::{ChunkId, CommitId, DatasetId, SnapshotId, TensorId};
 use crate::record::{self, ChunkLoc, CommitRecord, DatasetRecord, SnapshotRecord, TensorRecord};
-use crate::store::{kind, object_key, Store};
+use crate::store::{kind, Store};
 
 /// One thing wrong with a store, named precisely.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -257,6 +257,5 @@ pub fn fsck(store: &Store) -> Result<FsckReport> {
             }),
         }
     }
-    let _ = object_key;
     Ok(report)
 }

@@ -246,7 +246,6 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             }
             t.db.flush()?;
         }
-        let _ = dead_bytes_by_pack;
         by_pack
     };
 

@@ -94,7 +94,6 @@ pub fn parse_header(header_json: &[u8], file_len: u64) -> std::result::Result<He
         ..Header::default()
     };
     let mut names = std::collections::HashSet::new();
-    let mut saw_metadata = false;
     for (name, value) in entries {
         if !names.insert(name.clone()) {
             return Err(format!(
@@ -103,7 +102,6 @@ pub fn parse_header(header_json: &[u8], file_len: u64) -> std::result::Result<He
             ));
         }
         if name == "__metadata__" {
-            saw_metadata = true;
             let map = value
                 .as_object()
                 .ok_or("__metadata__ is not an object of strings")?;
@@ -122,7 +120,6 @@ pub fn parse_header(header_json: &[u8], file_len: u64) -> std::result::Result<He
         }
         header.tensors.push(parse_tensor(&name, &value)?);
     }
-    let _ = saw_metadata;
 
     // The data section must be exactly tiled by the tensors: no overlap, no gap.
     let data_len = file_len.saturating_sub(data_start);

@@ -1,10 +1,9 @@
 //! Bad input is refused without touching the store; corruption is found and repaired; gc
 //! reclaims only what nothing reaches.
 
-use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom, Write};
 
-use l3_store::{Expect, GcOptions, RefName, RefUpdate, Store};
+use l3_store::{GcOptions, Store};
 use safetensors::Dtype;
 
 use crate::common::*;
@@ -378,12 +377,6 @@ fn gc_keeps_pinned_commits_and_never_touches_a_pack_being_written() {
     let out = dir.path().join("out.safetensors");
     l3_store::export_safetensors(&other, &done.snapshot, &out, |_| true).unwrap();
     assert_eq!(read_st(&out).0, read_st(&a).0);
-    let _ = (
-        RefName::Branch(String::new()),
-        Expect::Any,
-        BTreeMap::<u8, u8>::new(),
-    );
-    let _: Option<RefUpdate> = None;
 }
 
 #[test]
