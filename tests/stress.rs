@@ -149,6 +149,7 @@ fn crash_loop(iterations: usize) {
     // Commits on the side branch, which is deleted before each gc: the only acknowledged
     // commits gc may take (everything else stays reachable from main or learn).
     let mut side: Vec<CommitId> = Vec::new();
+    let mut typical = [Duration::from_millis(150); 4];
     for i in 0..iterations {
         let kind = rng.below(4);
         let file = files[rng.below(files.len() as u64) as usize].clone();
@@ -186,7 +187,9 @@ fn crash_loop(iterations: usize) {
             let dropped = std::mem::take(&mut side);
             acknowledged.retain(|(c, _)| !dropped.contains(c));
         }
-        let delay = Duration::from_micros(rng.below(150_000));
+        // Kill somewhere inside the operation: its typical length is learnt from runs that
+        // completed, so most runs are interrupted whatever the machine's speed.
+        let delay = Duration::from_micros(rng.below(typical[kind as usize].as_micros() as u64));
         let record = |out: &str, acknowledged: &mut Vec<(CommitId, Option<PathBuf>)>| match kind {
             0 | 1 => {
                 let v: serde_json::Value = serde_json::from_str(out).unwrap();
@@ -199,13 +202,19 @@ fn crash_loop(iterations: usize) {
             }
             _ => {}
         };
+        let started = Instant::now();
         match run_and_kill(make(kind), delay) {
-            Some(out) => record(&out, &mut acknowledged),
+            Some(out) => {
+                typical[kind as usize] = started.elapsed();
+                record(&out, &mut acknowledged)
+            }
             None => {
                 killed += 1;
                 check(&store, &acknowledged);
                 // A retry of the interrupted operation succeeds.
+                let started = Instant::now();
                 let out = make(kind).output().unwrap();
+                typical[kind as usize] = started.elapsed();
                 assert!(
                     out.status.success(),
                     "retry: {}",
