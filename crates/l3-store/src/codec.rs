@@ -15,6 +15,11 @@ pub enum Encoding {
     Grouped2Zstd = 2,
     Grouped4Zstd = 4,
     Grouped8Zstd = 8,
+    /// Grouped, with only the high half of the byte planes (sign and exponent) compressed;
+    /// the low planes (mantissa bytes, which do not compress) are stored as they are.
+    Split2Zstd = 0x12,
+    Split4Zstd = 0x14,
+    Split8Zstd = 0x18,
 }
 
 impl Encoding {
@@ -25,6 +30,9 @@ impl Encoding {
             2 => Encoding::Grouped2Zstd,
             4 => Encoding::Grouped4Zstd,
             8 => Encoding::Grouped8Zstd,
+            0x12 => Encoding::Split2Zstd,
+            0x14 => Encoding::Split4Zstd,
+            0x18 => Encoding::Split8Zstd,
             _ => return None,
         })
     }
@@ -32,18 +40,25 @@ impl Encoding {
     fn group(self) -> usize {
         match self {
             Encoding::Raw | Encoding::Zstd => 1,
-            Encoding::Grouped2Zstd => 2,
-            Encoding::Grouped4Zstd => 4,
-            Encoding::Grouped8Zstd => 8,
+            Encoding::Grouped2Zstd | Encoding::Split2Zstd => 2,
+            Encoding::Grouped4Zstd | Encoding::Split4Zstd => 4,
+            Encoding::Grouped8Zstd | Encoding::Split8Zstd => 8,
         }
+    }
+
+    fn split(self) -> bool {
+        matches!(
+            self,
+            Encoding::Split2Zstd | Encoding::Split4Zstd | Encoding::Split8Zstd
+        )
     }
 
     /// The encoding to try first for a chunk of this dtype.
     pub fn for_dtype(dtype: DType) -> Encoding {
         match (dtype.is_float(), dtype.size()) {
-            (true, 2) => Encoding::Grouped2Zstd,
-            (true, 4) => Encoding::Grouped4Zstd,
-            (true, 8) => Encoding::Grouped8Zstd,
+            (true, 2) => Encoding::Split2Zstd,
+            (true, 4) => Encoding::Split4Zstd,
+            (true, 8) => Encoding::Split8Zstd,
             _ => Encoding::Zstd,
         }
     }
@@ -100,6 +115,20 @@ pub fn encode(raw: &[u8], dtype: DType, compression: Compression) -> (Encoding, 
     if !raw.len().is_multiple_of(encoding.group()) {
         encoding = Encoding::Zstd;
     }
+    if encoding.split() {
+        // Low byte planes go as they are, the high planes through zstd.
+        let grouped = group_bytes(raw, encoding.group());
+        let low = raw.len() / 2;
+        return match compress(&grouped[low..], level) {
+            Ok(high) if ((low + high.len()) as f64) <= raw.len() as f64 * (1.0 - MIN_SAVING) => {
+                let mut out = Vec::with_capacity(low + high.len());
+                out.extend_from_slice(&grouped[..low]);
+                out.extend_from_slice(&high);
+                (encoding, out)
+            }
+            _ => (Encoding::Raw, raw.to_vec()),
+        };
+    }
     let grouped;
     let input = if encoding.group() > 1 {
         grouped = group_bytes(raw, encoding.group());
@@ -120,7 +149,20 @@ pub fn decode(encoding: Encoding, stored: &[u8], raw_len: usize) -> std::io::Res
     if encoding == Encoding::Raw {
         return Ok(stored.to_vec());
     }
-    let unpacked = decompress(stored, raw_len)?;
+    let unpacked = if encoding.split() {
+        let low = raw_len / 2;
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "split chunk too short");
+        let (lo, hi) = (
+            stored.get(..low).ok_or_else(bad)?,
+            stored.get(low..).ok_or_else(bad)?,
+        );
+        let mut out = Vec::with_capacity(raw_len);
+        out.extend_from_slice(lo);
+        out.extend_from_slice(&decompress(hi, raw_len - low)?);
+        out
+    } else {
+        decompress(stored, raw_len)?
+    };
     if unpacked.len() != raw_len {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -188,9 +230,34 @@ mod tests {
         let values: Vec<f32> = (0..4096).map(|i| (i as f32 * 0.001).sin() * 0.02).collect();
         let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         let (enc, stored) = encode(&raw, DType::F32, Compression::Zstd { level: 1 });
-        assert_eq!(enc, Encoding::Grouped4Zstd);
+        assert_eq!(enc, Encoding::Split4Zstd);
         assert!(stored.len() < raw.len());
         assert_eq!(decode(enc, &stored, raw.len()).unwrap(), raw);
+    }
+
+    #[test]
+    fn every_encoding_round_trips() {
+        let values: Vec<f64> = (0..999).map(|i| (i as f64 * 0.01).cos() * 1e-3).collect();
+        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        for dtype in [DType::F64, DType::F32, DType::BF16, DType::U8] {
+            let (enc, stored) = encode(&raw, dtype, Compression::Zstd { level: 3 });
+            assert_eq!(decode(enc, &stored, raw.len()).unwrap(), raw, "{dtype}");
+        }
+        // The stored form of each older encoding still decodes.
+        for enc in [
+            Encoding::Zstd,
+            Encoding::Grouped2Zstd,
+            Encoding::Grouped4Zstd,
+            Encoding::Grouped8Zstd,
+        ] {
+            let grouped = if enc.group() > 1 {
+                group_bytes(&raw, enc.group())
+            } else {
+                raw.clone()
+            };
+            let stored = zstd::bulk::compress(&grouped, 1).unwrap();
+            assert_eq!(decode(enc, &stored, raw.len()).unwrap(), raw, "{enc:?}");
+        }
     }
 
     #[test]
