@@ -23,6 +23,10 @@ pub fn hint(e: &anyhow::Error) -> Option<&'static str> {
         .find_map(|c| c.downcast_ref::<l3_store::Error>())?;
     match store_err {
         l3_store::Error::Busy { .. } => Some("set L3_LOCK_TIMEOUT (seconds) to wait longer"),
+        l3_store::Error::Sled(_) => Some(
+            "the metadata database (meta/ in the store) could not be read; if it is damaged, \
+             restore the store from a copy",
+        ),
         l3_store::Error::NotAStore(_) => {
             Some("pass --store DIR, set L3_STORE, or run `l3 init` to create ./.l3")
         }

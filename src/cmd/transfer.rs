@@ -92,6 +92,11 @@ pub fn export(
     patterns: &[String],
     json: bool,
 ) -> Result<String> {
+    if output.as_os_str() == "-" {
+        anyhow::bail!(
+            "l3 export writes a file; give a path to -o (standard output is not supported)"
+        );
+    }
     let globs = patterns
         .iter()
         .map(|p| glob::Pattern::new(p).with_context(|| format!("bad tensor pattern \"{p}\"")))
