@@ -732,3 +732,95 @@ fn reproduce_is_bit_identical_across_thread_counts() {
         assert_eq!(r["threads"], 1);
     }
 }
+
+/// Second round of a new user's findings.
+#[test]
+fn queue_gc_and_export_guards() {
+    let env = Env::new();
+    // Classes beyond the model's outputs are refused up front, not a panic later.
+    let (code, err) = env.fail(&[
+        "train",
+        "--task",
+        "b",
+        "--data",
+        "optdigits",
+        "--classes",
+        "2,99",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("class 99 is not below the model's 10 outputs"),
+        "{err}"
+    );
+    assert!(env.ok(&["data", "ls"]).is_empty(), "nothing was stored");
+
+    env.ok(&[
+        "train",
+        "--task",
+        "a",
+        "--data",
+        "optdigits",
+        "--classes",
+        "0,1",
+        "--hidden",
+        "16",
+        "--epochs",
+        "1",
+    ]);
+    // Export never replaces a link or a special file.
+    let target = env.path("target.txt");
+    std::fs::write(&target, "keep").unwrap();
+    let link = env.path("link.safetensors");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let (_, err) = env.fail(&["export", "HEAD", "-o", link.to_str().unwrap()]);
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // A queued job's parent survives gc even when no branch names it any more.
+    env.ok(&["branch", "side", "HEAD"]);
+    env.ok(&[
+        "job",
+        "submit",
+        "--task",
+        "c",
+        "--data",
+        "optdigits",
+        "--classes",
+        "2,3",
+        "--epochs",
+        "1",
+        "--from",
+        "side",
+        "--branch",
+        "other",
+    ]);
+    env.ok(&["branch", "-d", "side"]);
+    env.ok(&["reset", "main", "HEAD~1"]);
+    env.ok(&["gc", "--keep-reflog-days", "0"]);
+    env.ok(&["worker", "--once"]);
+    let jobs = env.json(&["job", "ls", "--json"]);
+    assert_eq!(jobs[0]["state"], "done", "{jobs}");
+
+    // A data set whose name is also a file's path is ambiguous.
+    let csv = env.path("t.csv");
+    std::fs::write(&csv, "1,2,0\n3,4,1\n").unwrap();
+    env.ok(&["data", "add", "t.csv", "--name", "t.csv"]);
+    let (_, err) = env.fail(&[
+        "train",
+        "--task",
+        "t",
+        "--data",
+        "t.csv",
+        "--test-data",
+        "t.csv",
+        "--branch",
+        "x",
+    ]);
+    assert!(
+        err.contains("both a data set in the store and a file"),
+        "{err}"
+    );
+}

@@ -16,7 +16,10 @@ pub fn run(store: &Store, cmd: &DataCommand) -> Result<String> {
             label,
             json,
         } => {
-            if crate::cmd::train::BUNDLED.contains(&name.as_str()) {
+            if crate::cmd::train::BUNDLED
+                .iter()
+                .any(|b| b.eq_ignore_ascii_case(name))
+            {
                 anyhow::bail!("\"{name}\" names the bundled data; choose another name");
             }
             l3_store::check_name("data set", name)?;

@@ -169,10 +169,13 @@ fn data_arg(store: &Store, what: &str, test: bool) -> Result<DataArg> {
         };
         return Ok(DataArg::Loaded(Dataset::optdigits_bundled(train)?));
     }
+    let path = Path::new(what);
     if let Ok(id) = store.session()?.resolve_dataset(what) {
+        if path.exists() {
+            bail!("\"{what}\" is both a data set in the store and a file; give the data set's id, or the file as ./{what}");
+        }
         return Ok(DataArg::Stored(id));
     }
-    let path = Path::new(what);
     if !path.exists() {
         bail!("\"{what}\" is neither a data set in the store, nor a file, nor \"optdigits\"");
     }
@@ -237,6 +240,12 @@ fn prepare(store: &Store, args: &TrainArgs) -> Result<JobSpec> {
     } else {
         args.classes.clone()
     };
+    if let Some(c) = classes.iter().find(|c| **c as usize >= settings.outputs) {
+        bail!(
+            "class {c} is not below the model's {} outputs",
+            settings.outputs
+        );
+    }
     if classes.len() < 2 {
         bail!(
             "task \"{}\" has {} class; a task needs at least two",
@@ -559,11 +568,17 @@ pub fn worker(store: &Store, args: &WorkerArgs) -> Result<String> {
     let me = holder();
     let lease = Duration::from_secs(args.lease);
     let mut idle_since = std::time::Instant::now();
-    let mut done = 0;
+    let (mut done, mut failed) = (0, 0);
     loop {
         let Some(j) = store.lease_job(&me, lease)? else {
-            if args.once || (args.idle_exit > 0 && idle_since.elapsed().as_secs() >= args.idle_exit)
-            {
+            // With --once, wait while queued jobs remain (they may wait for an earlier job
+            // of their series that another worker runs); stop when none is left.
+            let waiting = store
+                .jobs()?
+                .iter()
+                .any(|j| j.state == l3_store::JobState::Queued);
+            let idle = args.idle_exit > 0 && idle_since.elapsed().as_secs() >= args.idle_exit;
+            if (args.once && !waiting) || idle {
                 break;
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -579,27 +594,36 @@ pub fn worker(store: &Store, args: &WorkerArgs) -> Result<String> {
         let result = queued_spec(store, &j.spec)
             .map_err(|e| anyhow::anyhow!("job {}: {e:#}", j.id))
             .and_then(|spec| Ok(job::run_job(store, &spec, &opts)?));
-        match result {
+        let (ok, summary) = match result {
             Ok(out) => {
                 if let Some(winner) = out.lost_race_to {
                     tracing::info!(job = j.id, commit = %out.commit, winner = %winner, "branch moved; commit kept on {}", out.branch.as_deref().unwrap_or(""));
                 }
-                let summary = serde_json::json!({"commit": out.commit, "branch": out.branch, "lost_race_to": out.lost_race_to});
-                store.finish_job(j.id, &me, true, &summary)?;
                 done += 1;
+                (
+                    true,
+                    serde_json::json!({"commit": out.commit, "branch": out.branch, "lost_race_to": out.lost_race_to}),
+                )
             }
             Err(e) => {
                 tracing::error!(job = j.id, "job failed: {e:#}");
-                store.finish_job(
-                    j.id,
-                    &me,
-                    false,
-                    &serde_json::json!({"error": format!("{e:#}")}),
-                )?;
+                failed += 1;
+                (false, serde_json::json!({"error": format!("{e:#}")}))
             }
+        };
+        // A job that outlived its lease belongs to whoever took it over; this worker's
+        // commit is kept (on its branch or jobs/<id>) but the record is theirs to write.
+        if let Err(e) = store.finish_job(j.id, &me, ok, &summary) {
+            tracing::warn!(
+                job = j.id,
+                "lease lost before the job ended ({e}); result {summary}"
+            );
         }
         store.release_writer();
         idle_since = std::time::Instant::now();
+    }
+    if failed > 0 {
+        bail!("{failed} of {} jobs failed; see `l3 job ls`", done + failed);
     }
     Ok(format!("{done} jobs done\n"))
 }
@@ -624,7 +648,13 @@ pub fn job(store: &Store, cmd: &JobCommand) -> Result<String> {
             let spec = prepare(store, args)?;
             // Without --from, the job follows its branch: the worker trains on the branch's
             // head when it takes the job, so queued jobs chain instead of racing.
-            let queued = serde_json::json!({"job": spec, "follow": args.from.is_none()});
+            let follow = args.from.is_none();
+            let mut queued = serde_json::json!({"job": spec, "follow": follow});
+            if follow {
+                // The store runs jobs with the same serial key one at a time, in order.
+                queued["serial"] =
+                    serde_json::json!(format!("branch:{}", spec.branch.as_deref().unwrap_or("")));
+            }
             let id = store.submit_job(&queued)?;
             Ok(format!("{id}\n"))
         }

@@ -79,6 +79,20 @@ pub fn export_safetensors(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.l3-partial-{}", std::process::id()));
+    // The file is written aside and renamed over the target: refuse targets a rename would
+    // destroy rather than write to (devices, pipes, links).
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_file() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "exists and is not a regular file (a link, device, pipe or directory); \
+                     give a new or regular file's path",
+                ),
+            ));
+        }
+    }
     if !dir.is_dir() {
         return Err(Error::io(
             path,

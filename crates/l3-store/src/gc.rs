@@ -118,6 +118,22 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             }
         }
 
+        // Queued and running jobs keep the commit they start from (`parent` or `job.parent`
+        // in their spec), so a job never finds its parent collected.
+        for item in t.jobs.iter() {
+            let (_, v) = item?;
+            let job: crate::record::JobRecord = record::decode(&v)?;
+            if job.state <= 1 {
+                let spec: serde_json::Value =
+                    serde_json::from_str(&job.spec_json).unwrap_or(serde_json::Value::Null);
+                let parent = spec.pointer("/job/parent").or_else(|| spec.get("parent"));
+                roots.extend(
+                    parent
+                        .and_then(|p| p.as_str())
+                        .and_then(|p| CommitId::from_hex(p).ok()),
+                );
+            }
+        }
         let mut live_commits = HashSet::new();
         let mut live_snapshots = HashSet::new();
         let mut live_datasets: HashSet<DatasetId> = HashSet::new();
@@ -216,9 +232,7 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
             }
         }
 
-        if opts.dry_run {
-            report.bytes_reclaimed = dead_bytes_by_pack.values().sum();
-        } else {
+        if !opts.dry_run {
             if crate::faults::fires(crate::faults::Fault::MetaCommit) {
                 return Err(Error::io(
                     store.root().join("meta"),

@@ -192,6 +192,20 @@ impl Store {
     pub fn lease_job(&self, holder: &str, lease: Duration) -> Result<Option<Job>> {
         let s = self.session()?;
         let now = now_ms();
+        // Jobs that share a `serial` key (top level of their spec, e.g. the branch whose tip
+        // they train on) run one at a time, in submission order.
+        let serial = |rec: &JobRecord| -> Option<String> {
+            let spec: serde_json::Value = serde_json::from_str(&rec.spec_json).ok()?;
+            spec.get("serial")?.as_str().map(str::to_string)
+        };
+        let mut busy = std::collections::HashSet::new();
+        for item in s.t.jobs.iter() {
+            let (_, v) = item?;
+            let rec: JobRecord = record::decode(&v)?;
+            if JobState::from_code(rec.state) == JobState::Leased && rec.lease_expires_ms >= now {
+                busy.extend(serial(&rec));
+            }
+        }
         for item in s.t.jobs.iter() {
             let (k, v) = item?;
             let mut rec: JobRecord = record::decode(&v)?;
@@ -200,6 +214,11 @@ impl Store {
                 || (state == JobState::Leased && rec.lease_expires_ms < now);
             if !free {
                 continue;
+            }
+            if let Some(key) = serial(&rec) {
+                if !busy.insert(key) {
+                    continue; // an earlier job of the same series runs or waits
+                }
             }
             if rec.attempts >= MAX_ATTEMPTS {
                 rec.state = JobState::Failed.code();

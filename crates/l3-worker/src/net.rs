@@ -153,7 +153,10 @@ pub(crate) fn one_hot(targets: &[u32], classes: usize) -> Result<Tensor> {
 pub(crate) fn class_mask(allowed: &[u32], width: usize) -> Result<Tensor> {
     let mut v = vec![MASKED; width];
     for c in allowed {
-        v[*c as usize] = 0.0;
+        let slot = v.get_mut(*c as usize).ok_or_else(|| {
+            crate::Error::Settings(format!("class {c} is not below the head's {width} outputs"))
+        })?;
+        *slot = 0.0;
     }
     Ok(Tensor::from_vec(v, (1, width), &Device::Cpu)?)
 }

@@ -199,6 +199,18 @@ impl StreamSpec {
         let mut names = std::collections::BTreeSet::new();
         for t in &self.tasks {
             crate::model::validate_task_name(&t.name)?;
+            if let Some(c) = t.classes.iter().find(|c| **c as usize >= self.outputs) {
+                return Err(Error::Settings(format!(
+                    "task \"{}\": class {c} is not below the model's {} outputs",
+                    t.name, self.outputs
+                )));
+            }
+            if t.classes.len() < 2 {
+                return Err(Error::Settings(format!(
+                    "task \"{}\" needs at least two classes",
+                    t.name
+                )));
+            }
             if !names.insert(&t.name) {
                 return Err(Error::Settings(format!(
                     "task \"{}\" appears twice",

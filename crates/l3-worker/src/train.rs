@@ -194,6 +194,16 @@ pub fn train_task(
     let started = Instant::now();
     settings.validate()?;
     validate_task_name(&spec.name)?;
+    if let Some(c) = spec
+        .classes
+        .iter()
+        .find(|c| **c as usize >= settings.outputs)
+    {
+        return Err(Error::Settings(format!(
+            "task \"{}\": class {c} is not below the model's {} outputs",
+            spec.name, settings.outputs
+        )));
+    }
     let train = data.train;
     let mut k = match parent {
         Some(p) => {
