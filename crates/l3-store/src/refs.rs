@@ -180,8 +180,8 @@ impl Session<'_> {
         Ok(out)
     }
 
-    /// Resolves a revision: `HEAD`, a branch, a tag, a full id or a unique hex prefix (at
-    /// least 4 digits), followed by any number of `~N` (N first parents back) and `^N` (the
+    /// Resolves a revision: `HEAD`, a branch, a tag, `branch@{N}` (the branch's value N moves
+    /// ago), a full id or a unique hex prefix (at least 4 digits), followed by any number of `~N` (N first parents back) and `^N` (the
     /// N-th parent; `^0` is the commit itself).
     pub fn resolve(&self, rev: &str) -> Result<CommitId> {
         let bad = |cause: String| Error::BadRevision {
@@ -250,6 +250,29 @@ impl Session<'_> {
         }
         if let Some(c) = self.get_ref(&RefName::Branch(base.to_string()))? {
             return Ok(c);
+        }
+        // `branch@{N}`: the value the branch had N moves ago (`@{0}` is its current value).
+        if let Some((branch, n)) = base.strip_suffix('}').and_then(|b| b.split_once("@{")) {
+            let n: usize = n
+                .parse()
+                .map_err(|_| bad(format!("\"{n}\" is not a number of moves")))?;
+            let log = self.reflog(branch)?;
+            if log.is_empty() {
+                return Err(bad(format!("branch \"{branch}\" has no reflog")));
+            }
+            let entry = log
+                .len()
+                .checked_sub(n + 1)
+                .map(|i| &log[i])
+                .ok_or_else(|| {
+                    bad(format!(
+                        "branch \"{branch}\" has moved only {} times",
+                        log.len() - 1
+                    ))
+                })?;
+            return entry
+                .new
+                .ok_or_else(|| bad(format!("branch \"{branch}\" did not exist then")));
         }
         if let Some(c) = self.get_ref(&RefName::Tag(base.to_string()))? {
             return Ok(c);

@@ -332,3 +332,23 @@ fn a_commit_that_loses_a_race_goes_to_its_fallback_ref() {
         "its true parent"
     );
 }
+
+#[test]
+fn reflog_revisions_name_earlier_values_of_a_branch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let c1 = commit(&store, "main", &model(1), serde_json::json!({}));
+    let c2 = commit(&store, "main", &model(2), serde_json::json!({}));
+    store.reset("main", c1).unwrap();
+    let s = store.session().unwrap();
+    assert_eq!(s.resolve("main@{0}").unwrap(), c1);
+    assert_eq!(s.resolve("main@{1}").unwrap(), c2, "before the reset");
+    assert_eq!(s.resolve("main@{2}").unwrap(), c1);
+    assert_eq!(s.resolve("main@{1}~1").unwrap(), c1);
+    assert!(s
+        .resolve("main@{3}")
+        .unwrap_err()
+        .to_string()
+        .contains("moved only 2 times"));
+    assert!(s.resolve("main@{x}").is_err());
+}
