@@ -215,11 +215,18 @@ fn crash_loop(iterations: usize) {
                 let started = Instant::now();
                 let out = make(kind).output().unwrap();
                 typical[kind as usize] = started.elapsed();
-                assert!(
-                    out.status.success(),
-                    "retry: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                let err = String::from_utf8_lossy(&out.stderr);
+                if kind == 2 && err.contains("is already trained") {
+                    // Killed after its commit but before it printed: the task is on the
+                    // branch already, which is what a retry finds.
+                    let log = l3(&store)
+                        .args(["log", "learn", "-n", "1", "--json"])
+                        .output();
+                    let log = String::from_utf8(log.unwrap().stdout).unwrap();
+                    assert!(log.contains(&format!("train t{i} ")), "{log}");
+                    continue;
+                }
+                assert!(out.status.success(), "retry: {err}");
                 record(&String::from_utf8(out.stdout).unwrap(), &mut acknowledged);
             }
         }
