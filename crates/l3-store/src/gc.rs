@@ -201,7 +201,6 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
         }
         let mut by_pack: HashMap<u64, Vec<(ChunkId, ChunkLoc)>> = HashMap::new();
         let mut dead_chunks = Vec::new();
-        let mut dead_bytes_by_pack: HashMap<u64, u64> = HashMap::new();
         for item in t.chunks.iter() {
             let (k, v) = item?;
             let id = ChunkId::from_slice(&k).expect("chunk keys hold 32 bytes");
@@ -210,8 +209,6 @@ pub fn gc(store: &Store, opts: &GcOptions) -> Result<GcReport> {
                 by_pack.entry(loc.pack).or_default().push((id, loc));
             } else {
                 report.chunks_removed += 1;
-                *dead_bytes_by_pack.entry(loc.pack).or_default() +=
-                    loc.stored_len as u64 + pack::ENTRY_HEADER_LEN;
                 dead_chunks.push(k);
             }
         }

@@ -278,12 +278,12 @@ impl<'a> Stage<'a> {
                     if self.new_chunks.contains_key(&c) || !seen.insert(c) {
                         continue;
                     }
-                    let present = session.has_good_chunk(&c)?
-                        && session.chunk_loc(&c)?.is_some_and(|loc| {
-                            *pack_exists.entry(loc.pack).or_insert_with(|| {
-                                packs.join(crate::pack::pack_file_name(loc.pack)).exists()
-                            })
-                        });
+                    // One index read per chunk: this is the whole cost of a re-import.
+                    let present = session.chunk_loc(&c)?.is_some_and(|loc| {
+                        *pack_exists.entry(loc.pack).or_insert_with(|| {
+                            packs.join(crate::pack::pack_file_name(loc.pack)).exists()
+                        })
+                    }) && !session.t.quarantine.contains_key(c.as_bytes())?;
                     if !present {
                         wanted.push(c);
                     }

@@ -656,10 +656,4 @@ impl Session<'_> {
             })
             .collect()
     }
-
-    /// Whether a chunk is indexed and not known to be corrupt.
-    pub(crate) fn has_good_chunk(&self, id: &ChunkId) -> Result<bool> {
-        Ok(self.t.chunks.contains_key(id.as_bytes())?
-            && !self.t.quarantine.contains_key(id.as_bytes())?)
-    }
 }
